@@ -1,0 +1,8 @@
+"""Ray actors: one per ticket category (the seats' single writer) and the availability broadcaster."""
+
+NAMESPACE = "ticketing"
+
+
+def category_actor_name(event_id: int, category_id: int) -> str:
+    """The name under which a category's actor appears in the Ray dashboard's Actors view."""
+    return f"category:{event_id}:{category_id}"

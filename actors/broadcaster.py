@@ -1,0 +1,77 @@
+"""The broadcaster: newest availability per category, and per-user notices, for WebSocket replicas.
+
+Category actors `publish` after each committed batch. WebSocket replicas long-poll `poll(since)` and
+get every category that changed since that version, newest snapshot only (so a burst of 500 holds
+costs a replica one update per category, not 500), plus the notices (order completed/cancelled)
+published since. Replicas cannot be addressed one by one through Serve, hence the pull.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+
+import ray
+
+from actors import NAMESPACE
+
+BROADCASTER_NAME = "broadcaster"
+NOTICE_BACKLOG = 10_000
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Broadcaster:
+    def __init__(self) -> None:
+        self.epoch = uuid.uuid4().hex  # changes on restart, so pollers know to start over
+        self.version = 0
+        self.snapshots: dict[tuple[int, int], tuple[int, dict]] = {}
+        self.notices: deque[tuple[int, str, int, dict]] = deque(maxlen=NOTICE_BACKLOG)
+        self.changed: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self.changed is None:
+            self.changed = asyncio.Event()
+        return self.changed
+
+    async def publish(self, figures: dict, notices: list[tuple[str, int, dict]] = ()) -> int:
+        self.version += 1
+        self.snapshots[(figures["eventId"], figures["categoryId"])] = (self.version, figures)
+        for kind, user_id, payload in notices:
+            self.notices.append((self.version, kind, user_id, payload))
+        event, self.changed = self._event(), asyncio.Event()
+        event.set()
+        return self.version
+
+    async def poll(self, epoch: str | None, since: int, timeout: float = 20.0) -> dict:
+        """Wait until something newer than `since` exists (or `timeout`), then return it."""
+        if epoch != self.epoch:
+            since = 0
+        if self.version <= since:
+            try:
+                await asyncio.wait_for(self._event().wait(), timeout)
+            except TimeoutError:
+                pass
+        snapshots = [figures for version, figures in self.snapshots.values() if version > since]
+        notices = [(kind, user, payload) for version, kind, user, payload in self.notices if version > since]
+        return {"epoch": self.epoch, "version": self.version, "snapshots": snapshots, "notices": notices}
+
+    async def current(self, event_id: int) -> list[dict]:
+        return [figures for (event, _), (_, figures) in self.snapshots.items() if event == event_id]
+
+
+_handle = None
+
+
+def broadcaster():
+    """This process's handle to the broadcaster, created on first use."""
+    global _handle
+    if _handle is None:
+        _handle = Broadcaster.options(
+            name=BROADCASTER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote()
+    return _handle
+
+
+def publish_snapshot(figures: dict, notices: list) -> None:
+    """Fire and forget: a lost update is repaired by the next one, and the database stays the truth."""
+    broadcaster().publish.remote(figures, notices)

@@ -1,0 +1,238 @@
+"""One Ray actor per ticket category: the single writer of that category's seats.
+
+Requests from every replica land in one queue. A single loop takes everything that waits, decides it
+in arrival order against the in-memory inventory (domain.inventory), writes the whole batch to
+PostgreSQL in one transaction (group commit) and only then answers. A restart re-runs __init__, and the
+first call reloads the inventory from PostgreSQL, where expired holds are expired at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+
+import ray
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from actors import metrics
+from actors.broadcaster import publish_snapshot
+from domain.inventory import (
+    CategoryInventory,
+    Changes,
+    ConfirmRequest,
+    Outcome,
+    PurchaseRequest,
+    Request,
+)
+from domain.views import hold_view, new_order_view
+from storage.database import make_engine
+from storage.inventory_store import CategoryMissing, StaleWrite, load_category, write_changes
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 512
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class TicketCategory:
+    def __init__(self, db_url: str, event_id: int, category_id: int, tunables: dict) -> None:
+        self.event_id = event_id
+        self.category_id = category_id
+        self.tunables = dict(tunables)
+        self.engine = make_engine(db_url, pool_size=1)
+        self.inventory: CategoryInventory | None = None
+        self.queue: list[tuple[Request, asyncio.Future]] = []
+        self.wakeup: asyncio.Event | None = None
+        self.loop_task: asyncio.Task | None = None
+        self.load_lock: asyncio.Lock | None = None
+        self.missing = False
+        self.metrics = metrics.CategoryMetrics(event_id, category_id)
+
+    # ---- public methods ----
+    async def submit(self, requests: list[Request]) -> list[dict]:
+        """Decide `requests` (in this order) and answer once the decisions are durable."""
+        await self._ensure_running()
+        if self.missing:
+            return [_refusal_view(404, "Ticket category not found") for _ in requests]
+        loop = asyncio.get_running_loop()
+        futures = []
+        for request in requests:
+            future = loop.create_future()
+            self.queue.append((request, future))
+            futures.append(future)
+        self.wakeup.set()
+        return list(await asyncio.gather(*futures))
+
+    async def figures(self) -> dict:
+        await self._ensure_running()
+        if self.missing or self.inventory is None:
+            return {"eventId": self.event_id, "categoryId": self.category_id, "missing": True}
+        return self.inventory.figures()
+
+    async def configure(self, tunables: dict) -> None:
+        """New hold duration / per-order maximum (serve_config.yaml user_config); applies to new holds."""
+        self.tunables.update(tunables)
+        if self.inventory:
+            self.inventory.hold_seconds = float(self.tunables["hold_seconds"])
+            self.inventory.max_per_order = int(self.tunables["max_per_order"])
+
+    async def refresh(self) -> dict:
+        """Re-read event and category details (name, date, active) after the organizer changed them."""
+        await self._ensure_running()
+        done = asyncio.get_running_loop().create_future()
+        self.queue.append((_Refresh(), done))
+        self.wakeup.set()
+        return await done
+
+    # ---- the loop ----
+    async def _ensure_running(self) -> None:
+        if self.loop_task is None:
+            self.wakeup = asyncio.Event()
+            self.load_lock = asyncio.Lock()
+            self.loop_task = asyncio.get_running_loop().create_task(self._run())
+        async with self.load_lock:
+            if self.inventory is None and not self.missing:
+                await self._load()
+
+    async def _load(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                info, holds, orders, _ = await load_category(conn, self.event_id, self.category_id)
+        except CategoryMissing:
+            self.missing = True
+            return
+        self.inventory = CategoryInventory(
+            info,
+            holds,
+            orders,
+            hold_seconds=float(self.tunables["hold_seconds"]),
+            max_per_order=int(self.tunables["max_per_order"]),
+        )
+        log.info("category %s loaded: %s", self.category_id, self.inventory.figures())
+
+    async def _run(self) -> None:
+        while True:
+            timeout = None
+            if self.inventory is not None and (due := self.inventory.next_expiry()) is not None:
+                timeout = max(0.0, (due - _now()).total_seconds()) + 0.01
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+            self.wakeup.clear()
+            batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+            if self.queue:
+                self.wakeup.set()
+            try:
+                await self._process(batch)
+            except Exception:  # never let the loop die: answer the batch and carry on
+                log.exception("batch failed")
+                self.inventory = None
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(_refusal_view(503, "Service temporarily unavailable"))
+
+    async def _process(self, batch: list[tuple[Request, asyncio.Future]]) -> None:
+        if self.inventory is None:
+            await self._load()
+            if self.inventory is None:
+                for _, future in batch:
+                    future.set_result(_refusal_view(404, "Ticket category not found"))
+                return
+        refreshes = [(r, f) for r, f in batch if isinstance(r, _Refresh)]
+        batch = [(r, f) for r, f in batch if not isinstance(r, _Refresh)]
+        if refreshes:
+            await self._load()  # every earlier decision is committed, so the database is complete
+            for _, future in refreshes:
+                future.set_result(self.inventory.figures() if self.inventory else {"missing": True})
+        started = time.perf_counter()
+        now = _now()
+        inventory = self.inventory
+        inventory.expire_due(now)
+        outcomes = [inventory.apply(request, now) for request, _ in batch]
+        changes = inventory.take_changes()
+        try:
+            await self._write(changes, now)
+        except (DBAPIError, StaleWrite) as exc:
+            log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
+            outcomes = await self._one_by_one(batch)
+            changes = Changes()  # already published per request
+        for (request, future), outcome in zip(batch, outcomes):
+            future.set_result(self._view(request, outcome))
+        self.metrics.observe_batch(
+            [(r, o) for (r, _), o in zip(batch, outcomes)], time.perf_counter() - started, self.inventory.figures()
+        )
+        if changes:
+            self._publish(changes)
+
+    async def _write(self, changes: Changes, now: datetime) -> None:
+        if not changes:
+            return
+        async with self.engine.begin() as conn:
+            await write_changes(conn, self.inventory.info, changes, now)
+        self.inventory.committed(changes)
+
+    async def _one_by_one(self, batch) -> list[Outcome]:
+        """After a failed batch: reload the truth, then give each request its own transaction so one
+        bad request (say, a reused idempotency key) cannot fail the others."""
+        await self._load()
+        outcomes = []
+        for request, _ in batch:
+            now = _now()
+            self.inventory.expire_due(now)
+            outcome = self.inventory.apply(request, now)
+            changes = self.inventory.take_changes()
+            try:
+                await self._write(changes, now)
+            except IntegrityError as exc:
+                await self._load()
+                duplicate_key = "one_order_per_idempotency_key" in str(exc.orig)
+                outcome = Outcome(ok=False, status=409, message="duplicate idempotency key" if duplicate_key
+                                  else "Request conflicts with the current state; try again")
+                changes = Changes()
+            if changes:
+                self._publish(changes)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _publish(self, changes: Changes) -> None:
+        publish_snapshot(self.inventory.figures(), self._notices(changes))
+
+    def _notices(self, changes: Changes) -> list[tuple[str, int, dict]]:
+        notices = []
+        for order in changes.new_orders:
+            notices.append(("order-completed", order.user_id, {
+                "orderId": str(order.id), "eventId": self.event_id, "categoryId": self.category_id,
+                "quantity": order.quantity, "message": "Your order has been completed successfully!",
+            }))
+        for order in changes.cancelled_orders:
+            notices.append(("order-cancelled", order.user_id, {
+                "orderId": str(order.id), "eventId": self.event_id, "categoryId": self.category_id,
+                "quantity": order.quantity,
+                "message": "Your order has been cancelled. Tickets are now available again.",
+            }))
+        return notices
+
+    # ---- answers ----
+    def _view(self, request: Request, outcome: Outcome) -> dict:
+        if not outcome.ok:
+            return _refusal_view(outcome.status, outcome.message, outcome.available)
+        view = {"ok": True, "status": outcome.status, "message": outcome.message,
+                "availableTickets": outcome.available, "released": outcome.released}
+        if outcome.hold is not None:
+            view["hold"] = hold_view(outcome.hold, self.event_id, self.category_id)
+        if outcome.order is not None and isinstance(request, (ConfirmRequest, PurchaseRequest)):
+            view["order"] = new_order_view(outcome.order, self.event_id, self.category_id)
+        return view
+
+
+class _Refresh:
+    """Internal queue item: reload event/category details in order with the other requests."""
+
+
+def _refusal_view(status: int, message: str, available: int | None = None) -> dict:
+    return {"ok": False, "status": status, "message": message, "availableTickets": available}

@@ -1,0 +1,105 @@
+"""How deployments reach the category actors: find or create the actor, and coalesce calls.
+
+Concurrent requests for the same category from one replica travel in one `submit` call (at most
+`MAX_IN_FLIGHT` calls per category at a time; whatever arrives meanwhile rides the next one), so a rush
+costs a fraction of a Ray call per request. The actor then commits them together.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+from ray.exceptions import RayError
+
+from actors import NAMESPACE, category_actor_name
+from actors.category import TicketCategory
+from domain.inventory import Request
+from storage.database import make_engine
+from storage.events_store import category_exists
+
+log = logging.getLogger(__name__)
+MAX_IN_FLIGHT = 2
+UNAVAILABLE = {"ok": False, "status": 503, "message": "Service temporarily unavailable, please retry",
+               "availableTickets": None}
+NOT_FOUND = {"ok": False, "status": 404, "message": "Ticket category not found", "availableTickets": None}
+
+Key = tuple[int, int]
+
+
+class CategoryActors:
+    def __init__(self, db_url: str, tunables: dict) -> None:
+        self.db_url = db_url
+        self.tunables = dict(tunables)
+        self.engine = make_engine(db_url, pool_size=2)
+        self.handles: dict[Key, ray.actor.ActorHandle] = {}
+        self.pending: dict[Key, list[tuple[Request, asyncio.Future]]] = {}
+        self.in_flight: dict[Key, int] = {}
+
+    async def handle(self, event_id: int, category_id: int, *, create: bool = True):
+        """The category's actor, or None if no such category exists (no actor is made for it)."""
+        key = (event_id, category_id)
+        if key not in self.handles:
+            if not await category_exists(self.engine, event_id, category_id):
+                return None
+            if not create:
+                try:
+                    self.handles[key] = ray.get_actor(category_actor_name(*key), namespace=NAMESPACE)
+                except ValueError:
+                    return None
+            else:
+                self.handles[key] = TicketCategory.options(
+                    name=category_actor_name(*key),
+                    namespace=NAMESPACE,
+                    lifetime="detached",
+                    get_if_exists=True,
+                ).remote(self.db_url, event_id, category_id, self.tunables)
+        return self.handles[key]
+
+    async def call(self, event_id: int, category_id: int, request: Request) -> dict:
+        if await self.handle(event_id, category_id) is None:
+            return dict(NOT_FOUND)
+        key = (event_id, category_id)
+        future = asyncio.get_running_loop().create_future()
+        queue = self.pending.setdefault(key, [])
+        queue.append((request, future))
+        if len(queue) == 1 and self.in_flight.get(key, 0) < MAX_IN_FLIGHT:
+            asyncio.get_running_loop().call_soon(self._flush, key)
+        return await future
+
+    def _flush(self, key: Key) -> None:
+        queue = self.pending.pop(key, None)
+        if queue:
+            self.in_flight[key] = self.in_flight.get(key, 0) + 1
+            asyncio.get_running_loop().create_task(self._send(key, queue))
+
+    async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
+        try:
+            results = await self.handles[key].submit.remote([request for request, _ in queue])
+        except RayError:
+            # The actor died mid-call (it restarts on its own). The outcome is unknown to us, so
+            # the client must retry; holds and idempotency keys make retries safe.
+            log.warning("category actor %s unavailable", key, exc_info=True)
+            results = [dict(UNAVAILABLE) for _ in queue]
+        finally:
+            self.in_flight[key] -= 1
+            if self.pending.get(key) and self.in_flight[key] < MAX_IN_FLIGHT:
+                self._flush(key)
+        for (_, future), result in zip(queue, results):
+            if not future.done():
+                future.set_result(result)
+
+    async def figures(self, event_id: int, category_id: int) -> dict | None:
+        handle = await self.handle(event_id, category_id, create=False)
+        return None if handle is None else await handle.figures.remote()
+
+    async def refresh(self, event_id: int, category_ids: list[int]) -> None:
+        """Tell running actors that their event changed (renamed, rescheduled, deleted)."""
+        for category_id in category_ids:
+            handle = await self.handle(event_id, category_id, create=False)
+            if handle is not None:
+                await handle.refresh.remote()
+
+    async def configure(self, tunables: dict) -> None:
+        self.tunables.update(tunables)
+        await asyncio.gather(*(h.configure.remote(self.tunables) for h in self.handles.values()))

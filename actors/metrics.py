@@ -1,0 +1,42 @@
+"""Custom metrics of the category actors, exported by Ray to Prometheus (prefix `ray_`)."""
+from __future__ import annotations
+
+from ray.util import metrics
+
+_TAGS = ("event_id", "category_id")
+_held = _sold = _available = _granted = _refused = _latency = None
+
+
+def _init() -> None:
+    global _held, _sold, _available, _granted, _refused, _latency
+    if _held is not None:
+        return
+    _held = metrics.Gauge("ticketing_held_seats", "Seats held (locked) right now", _TAGS)
+    _sold = metrics.Gauge("ticketing_sold_seats", "Seats sold (confirmed orders)", _TAGS)
+    _available = metrics.Gauge("ticketing_available_seats", "Seats free to hold or buy", _TAGS)
+    _granted = metrics.Counter("ticketing_requests_granted", "Requests granted, by kind", _TAGS + ("kind",))
+    _refused = metrics.Counter("ticketing_requests_refused", "Requests refused, by kind", _TAGS + ("kind",))
+    _latency = metrics.Histogram(
+        "ticketing_batch_seconds",
+        "Time to decide and commit one batch of requests",
+        boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+        tag_keys=_TAGS,
+    )
+
+
+class CategoryMetrics:
+    def __init__(self, event_id: int, category_id: int) -> None:
+        _init()
+        self.tags = {"event_id": str(event_id), "category_id": str(category_id)}
+
+    def observe_batch(self, requests_and_outcomes, seconds: float, figures: dict) -> None:
+        _latency.observe(seconds, tags=self.tags)
+        _held.set(figures["heldSeats"], tags=self.tags)
+        _sold.set(figures["soldSeats"], tags=self.tags)
+        _available.set(figures["availableSeats"], tags=self.tags)
+        counts: dict[tuple[bool, str], int] = {}
+        for request, outcome in requests_and_outcomes:
+            key = (outcome.ok, type(request).__name__.removesuffix("Request").lower())
+            counts[key] = counts.get(key, 0) + 1
+        for (ok, kind), n in counts.items():
+            (_granted if ok else _refused).inc(n, tags={**self.tags, "kind": kind})

@@ -1,0 +1,41 @@
+"""Assembles the Serve application: `serve run serve_config.yaml` imports `build_app`.
+
+At build time the database is resolved (DATABASE_URL, or the embedded server started in the data
+folder) and migrated to the newest revision; every deployment then gets the concrete URL.
+"""
+from __future__ import annotations
+
+import os
+
+from ray.serve import Application
+
+from deployments.auth import AuthService
+from deployments.events import EventsService
+from deployments.gateway import Gateway
+from deployments.orders import OrdersService
+from deployments.users import UsersService
+from storage import migrate
+from storage.database import resolve_database_url
+from ticketing import settings
+
+
+def resolve_and_migrate(args: dict) -> tuple[str, str]:
+    data_dir = str(args.get("data_dir") or settings.data_dir())
+    os.environ.setdefault("TICKETING_DATA_DIR", data_dir)
+    db_url = args.get("database_url") or resolve_database_url(settings.data_dir())
+    if str(args.get("migrate", os.environ.get("TICKETING_AUTO_MIGRATE", "1"))) not in ("0", "false", "False"):
+        migrate.upgrade(db_url)
+    settings.jwt_secret(settings.data_dir())  # create the per-install secret once, before replicas race
+    return db_url, data_dir
+
+
+def build_app(args: dict | None = None) -> Application:
+    db_url, data_dir = resolve_and_migrate(dict(args or {}))
+    return Gateway.bind(
+        AuthService.bind(db_url, data_dir),
+        UsersService.bind(db_url),
+        EventsService.bind(db_url),
+        OrdersService.bind(db_url),
+        db_url,
+        data_dir,
+    )

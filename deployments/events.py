@@ -1,0 +1,112 @@
+"""Events service: organizers publish events with ticket categories; anyone browses them."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ray import serve
+
+from actors.client import CategoryActors
+from domain import events as rules
+from domain.auth import Principal
+from domain.views import iso, money
+from storage import events_store
+from storage.database import health, make_engine
+from storage.models import Event, TicketCategory
+from ticketing.settings import Tunables
+
+# JSON field → column, for create and update bodies
+EVENT_FIELDS = {
+    "eventName": "name",
+    "eventCategory": "category",
+    "description": "description",
+    "eventDate": "event_date",
+    "location": "location",
+    "isActive": "is_active",
+}
+
+
+def category_view(c: TicketCategory) -> dict:
+    return {
+        "id": c.id,
+        "categoryName": c.name,
+        "price": money(c.price),
+        "totalSeats": c.total_seats,
+        "reservedSeats": c.sold_seats,
+        "heldSeats": c.held_seats,
+        "availableSeats": max(0, c.total_seats - c.sold_seats - c.held_seats),
+        "description": c.description,
+        "isActive": c.is_active,
+        "eventId": c.event_id,
+    }
+
+
+def event_view(e: Event) -> dict:
+    return {
+        "idEvent": e.id,
+        "eventName": e.name,
+        "eventCategory": e.category,
+        "description": e.description,
+        "eventDate": iso(e.event_date),
+        "location": e.location,
+        "isActive": e.is_active,
+        "createdBy": e.created_by,
+        "createdAt": iso(e.created_at),
+        "updatedAt": iso(e.updated_at),
+        "ticketCategories": [category_view(c) for c in e.ticket_categories],
+    }
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+class EventsService:
+    def __init__(self, db_url: str) -> None:
+        self.engine = make_engine(db_url, pool_size=3)
+        self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
+
+    async def health(self) -> dict:
+        return await health(self.engine)
+
+    async def create(self, principal: Principal, body: dict) -> dict:
+        rules.check_may_create(principal)
+        fields = {column: body.get(key) for key, column in EVENT_FIELDS.items() if key != "isActive"}
+        categories = [
+            {"name": c["categoryName"], "price": c["price"], "total_seats": c["totalSeats"],
+             "description": c.get("description")}
+            for c in body.get("ticketCategories") or []
+        ]
+        event = await events_store.create_event(self.engine, fields, categories, principal.user_id)
+        return event_view(event)
+
+    async def list(self, *, category: str | None = None, upcoming: bool = False) -> list[dict]:
+        after = datetime.now(timezone.utc) if upcoming else None
+        events = await events_store.list_events(self.engine, category=category, after=after, by_date=upcoming)
+        return [event_view(e) for e in events]
+
+    async def _visible(self, event_id: int, viewer: Principal | None) -> Event:
+        event = await events_store.get_event(self.engine, event_id)
+        rules.check_visible(event_id, event is not None, bool(event and event.is_active),
+                            event.created_by if event else 0, viewer)
+        return event
+
+    async def get(self, event_id: int, viewer: Principal | None) -> dict:
+        return event_view(await self._visible(event_id, viewer))
+
+    async def tickets(self, event_id: int, viewer: Principal | None) -> list[dict]:
+        event = await self._visible(event_id, viewer)
+        return [category_view(c) for c in event.ticket_categories if c.is_active]
+
+    async def update(self, principal: Principal, event_id: int, body: dict) -> dict:
+        event = await self._visible(event_id, principal)
+        rules.check_owner(principal, event.created_by, "edit")
+        fields = {EVENT_FIELDS[k]: v for k, v in body.items() if k in EVENT_FIELDS}
+        if fields:
+            await events_store.update_event(self.engine, event_id, fields)
+            await self.categories.refresh(event_id, [c.id for c in event.ticket_categories])
+        return await self.get(event_id, principal)
+
+    async def delete(self, principal: Principal, event_id: int) -> bool:
+        event = await self._visible(event_id, principal)
+        rules.check_owner(principal, event.created_by, "delete")
+        await events_store.update_event(self.engine, event_id, {"is_active": False})
+        # Answer only once every running category actor has stopped selling.
+        await self.categories.refresh(event_id, [c.id for c in event.ticket_categories])
+        return True

@@ -1,0 +1,260 @@
+"""The HTTP ingress: routes under /api, CORS, the JWT guard and error mapping.
+
+Each route validates its input, proves who is calling, and hands over to the service that owns the
+work (auth, users, events, orders) through a deployment handle. Holds, the hot path of a rush, go
+straight to the category actors (one hop fewer), coalesced per category by `CategoryActors`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from ray import serve
+from ray.exceptions import RayTaskError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from actors.client import CategoryActors
+from deployments.schemas import (
+    EventCreateBody,
+    EventUpdateBody,
+    HoldBody,
+    LoginBody,
+    OrderBody,
+    OrderWithLockBody,
+    RegisterBody,
+    ReleaseBody,
+)
+from domain.auth import Principal, token_from_header, verify_token
+from domain.errors import ApiError, NotFound, error_body
+from domain.inventory import HoldRequest
+from ticketing import settings
+from ticketing.settings import Tunables
+
+log = logging.getLogger(__name__)
+STATIC = FilePath(__file__).with_name("static")
+MAX_ID = 2**31 - 1
+
+app = FastAPI(
+    title="Ticketing API",
+    version="1.0.0",
+    description="High-demand ticket on-sales: events, holds (locks) and orders. "
+    "Errors are always {statusCode, message, error}.",
+    openapi_url="/api/openapi.json",
+    docs_url="/api/docs",
+    redoc_url=None,
+)
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+@app.exception_handler(ApiError)
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Field and reason only: the rejected input (a password, say) is never echoed back.
+    messages = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"] if p not in ("body", "path", "query", "header"))
+        messages.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return JSONResponse(error_body(400, messages), status_code=400)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else "Error"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"Cannot {request.method} {request.url.path}"
+    return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code)
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body(500, "Internal server error"), status_code=500)
+
+
+async def call(response):
+    """Await a deployment call; an ApiError raised by the service comes back as itself."""
+    try:
+        return await response
+    except RayTaskError as exc:
+        if isinstance(exc.cause, ApiError):
+            raise exc.cause from None
+        raise
+
+
+# ---- identity --------------------------------------------------------------------------------------
+
+
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return verify_token(token_from_header(authorization), request.app.state.jwt_secret)
+
+
+def maybe_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal | None:
+    """For public routes that show more to the right caller; a bad token means anonymous."""
+    try:
+        return principal(request, authorization)
+    except ApiError:
+        return None
+
+
+Caller = Annotated[Principal, Depends(principal)]
+MaybeCaller = Annotated[Principal | None, Depends(maybe_principal)]
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+# ---- the deployment --------------------------------------------------------------------------------
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=512)
+@serve.ingress(app)
+class Gateway:
+    def __init__(self, auth, users, events, orders, db_url: str, data_dir: str) -> None:
+        self.auth, self.users, self.events, self.orders = auth, users, events, orders
+        app.state.jwt_secret = settings.jwt_secret(FilePath(data_dir))
+        self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins(),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "Accept", "Idempotency-Key"],
+        )
+
+    async def reconfigure(self, config: dict) -> None:
+        await self.categories.configure(Tunables.from_env().merged(config).__dict__)
+
+    # -- misc --
+    @app.get("/api", tags=["misc"])
+    async def hello(self) -> dict:
+        return {"message": "Hello API"}
+
+    @app.get("/api/health", tags=["misc"])
+    async def health(self) -> JSONResponse:
+        report = await call(self.events.health.remote())
+        ok = report["database"] == "reachable" and report["migrated"]
+        return JSONResponse({"status": "ok" if ok else "unavailable", **report}, status_code=200 if ok else 503)
+
+    @app.get("/api/stats", tags=["misc"])
+    async def stats(self) -> dict:
+        return {"service": "ticketing", "status": "active", **await call(self.orders.stats.remote())}
+
+    @app.get("/live", include_in_schema=False)
+    async def live_page(self) -> FileResponse:
+        return FileResponse(STATIC / "live.html", media_type="text/html")
+
+    # -- auth & user --
+    @app.post("/api/auth/register", status_code=201, tags=["auth"])
+    async def register(self, body: RegisterBody) -> dict:
+        return await call(self.auth.register.remote(body.username, body.password, body.role))
+
+    @app.post("/api/auth/login", status_code=201, tags=["auth"])
+    async def login(self, body: LoginBody) -> dict:
+        return await call(self.auth.login.remote(body.username, body.password))
+
+    @app.get("/api/user", tags=["user"])
+    async def profile(self, caller: Caller) -> dict:
+        return await call(self.users.profile.remote(caller))
+
+    # -- events (fixed paths before /{id}) --
+    @app.post("/api/events", status_code=201, tags=["events"])
+    async def create_event(self, body: EventCreateBody, caller: Caller) -> dict:
+        return await call(self.events.create.remote(caller, body.model_dump()))
+
+    @app.get("/api/events", tags=["events"])
+    async def list_events(self) -> list[dict]:
+        return await call(self.events.list.remote())
+
+    @app.get("/api/events/upcoming", tags=["events"])
+    async def upcoming_events(self) -> list[dict]:
+        return await call(self.events.list.remote(upcoming=True))
+
+    @app.get("/api/events/category/{category}", tags=["events"])
+    async def events_by_category(self, category: str) -> list[dict]:
+        return await call(self.events.list.remote(category=category))
+
+    @app.post("/api/events/tickets/reserve", status_code=201, tags=["holds"])
+    async def reserve(self, body: HoldBody, caller: Caller) -> dict:
+        """Seed route, now a hold owned by the caller (released by them, or on expiry)."""
+        return await self.create_hold(body, caller)
+
+    @app.post("/api/events/tickets/release", status_code=201, tags=["holds"])
+    async def release(self, body: ReleaseBody, caller: Caller) -> dict:
+        """Seed route: releases the caller's own hold in the category, never anyone else's seats."""
+        return await call(self.orders.release_in_category.remote(caller, body.categoryId, body.eventId))
+
+    @app.get("/api/events/{event_id}", tags=["events"])
+    async def get_event(self, event_id: EventId, viewer: MaybeCaller) -> dict:
+        return await call(self.events.get.remote(event_id, viewer))
+
+    @app.put("/api/events/{event_id}", tags=["events"])
+    async def update_event(self, event_id: EventId, body: EventUpdateBody, caller: Caller) -> dict:
+        return await call(self.events.update.remote(caller, event_id, body.model_dump(exclude_unset=True)))
+
+    @app.delete("/api/events/{event_id}", tags=["events"])
+    async def delete_event(self, event_id: EventId, caller: Caller) -> bool:
+        return await call(self.events.delete.remote(caller, event_id))
+
+    @app.get("/api/events/{event_id}/tickets", tags=["events"])
+    async def event_tickets(self, event_id: EventId, viewer: MaybeCaller) -> list[dict]:
+        return await call(self.events.tickets.remote(event_id, viewer))
+
+    # -- holds --
+    @app.post("/api/holds", status_code=201, tags=["holds"])
+    async def create_hold(self, body: HoldBody, caller: Caller) -> dict:
+        result = await self.categories.call(body.eventId, body.categoryId, HoldRequest(caller.user_id, body.quantity))
+        if not result["ok"]:
+            raise ApiError(result["message"], result["status"])
+        return {**result["hold"], "availableTickets": result["availableTickets"]}
+
+    @app.get("/api/holds", tags=["holds"])
+    async def my_holds(self, caller: Caller) -> list[dict]:
+        return await call(self.orders.my_holds.remote(caller))
+
+    @app.delete("/api/holds/{lock_id}", tags=["holds"])
+    async def release_hold(self, lock_id: str, caller: Caller) -> dict:
+        return await call(self.orders.release_hold.remote(caller, lock_id))
+
+    # -- orders (fixed paths before /{id}) --
+    @app.post("/api/orders", status_code=201, tags=["orders"])
+    async def create_order(
+        self, body: OrderBody, caller: Caller,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> dict:
+        return await call(self.orders.create.remote(caller, body.model_dump(), idempotency_key))
+
+    @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
+    async def create_order_with_lock(
+        self, body: OrderWithLockBody, caller: Caller,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> dict:
+        return await call(self.orders.create.remote(caller, body.model_dump(), idempotency_key))
+
+    @app.get("/api/orders", tags=["orders"])
+    async def my_orders(self, caller: Caller) -> list[dict]:
+        return await call(self.orders.mine.remote(caller))
+
+    @app.get("/api/orders/all", tags=["orders"])
+    async def orders_of_my_events(self, caller: Caller) -> list[dict]:
+        return await call(self.orders.of_my_events.remote(caller))
+
+    @app.get("/api/orders/event/{event_id}", tags=["orders"])
+    async def orders_of_event(self, event_id: EventId, caller: Caller) -> list[dict]:
+        return await call(self.orders.of_event.remote(caller, event_id))
+
+    @app.get("/api/orders/{order_id}", tags=["orders"])
+    async def get_order(self, order_id: OrderId, caller: Caller) -> dict:
+        return await call(self.orders.get.remote(caller, order_id))
+
+    @app.post("/api/orders/{order_id}/cancel", status_code=201, tags=["orders"])
+    async def cancel_order(self, order_id: OrderId, caller: Caller) -> dict:
+        return await call(self.orders.cancel.remote(caller, order_id))

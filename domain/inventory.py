@@ -1,0 +1,341 @@
+"""The seats of one ticket category: the rules that decide holds, confirmations, purchases and
+cancellations, in arrival order, against the category's current state.
+
+`CategoryInventory` is pure: it never touches the database. Each decision that changes something is
+recorded in a `Changes` object; the category actor writes a whole batch of them in one transaction and
+only then answers. If that write fails, the actor reloads the inventory from PostgreSQL (the truth).
+"""
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+# ---- requests (what callers ask a category for) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    user_id: int
+    quantity: int
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """Release `hold_id`, or the user's active hold in this category when `hold_id` is None."""
+
+    user_id: int
+    hold_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseSessionRequest:
+    """A WebSocket session ended: release its unconfirmed holds."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    user_id: int
+    hold_id: uuid.UUID
+    quantity: int | None = None
+    notes: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PurchaseRequest:
+    user_id: int
+    quantity: int
+    notes: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    user_id: int
+    order_id: int
+
+
+Request = HoldRequest | ReleaseRequest | ReleaseSessionRequest | ConfirmRequest | PurchaseRequest | CancelRequest
+
+# ---- state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CategoryInfo:
+    event_id: int
+    category_id: int
+    event_name: str
+    category_name: str
+    price: Decimal
+    total_seats: int
+    event_date: datetime
+    event_active: bool
+    category_active: bool
+
+
+@dataclass
+class ActiveHold:
+    id: uuid.UUID
+    user_id: int
+    quantity: int
+    created_at: datetime
+    expires_at: datetime
+    session_id: str | None = None
+
+
+@dataclass
+class SoldOrder:
+    """A confirmed order of this category (there are at most `total_seats` of them)."""
+
+    id: int
+    user_id: int
+    quantity: int
+
+
+@dataclass
+class NewOrder:
+    user_id: int
+    quantity: int
+    unit_price: Decimal
+    event_name: str
+    category_name: str
+    notes: str | None
+    hold_id: uuid.UUID | None
+    idempotency_key: str | None
+    id: int | None = None  # set once the row is inserted
+    created_at: datetime | None = None
+
+    @property
+    def total_price(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass
+class Changes:
+    """What a batch of decisions wrote, in the shape the database write needs."""
+
+    new_holds: dict[uuid.UUID, tuple[ActiveHold, str]] = field(default_factory=dict)  # hold, final status
+    hold_status: dict[uuid.UUID, str] = field(default_factory=dict)  # existing hold → new status
+    new_orders: list[NewOrder] = field(default_factory=list)
+    cancelled_orders: list[SoldOrder] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_holds or self.hold_status or self.new_orders or self.cancelled_orders)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    status: int = 200
+    message: str = ""
+    hold: ActiveHold | None = None
+    order: NewOrder | None = None
+    released: int = 0  # seats released
+    available: int | None = None
+
+
+def refuse(status: int, message: str, available: int | None = None) -> Outcome:
+    return Outcome(ok=False, status=status, message=message, available=available)
+
+
+# ---- the rules -------------------------------------------------------------------------------------
+
+INVALID_LOCK = "Ticket lock has expired or is invalid"
+
+
+class CategoryInventory:
+    def __init__(
+        self,
+        info: CategoryInfo,
+        holds: list[ActiveHold],
+        orders: list[SoldOrder],
+        *,
+        hold_seconds: float,
+        max_per_order: int,
+    ) -> None:
+        self.info = info
+        self.hold_seconds = hold_seconds
+        self.max_per_order = max_per_order
+        self.holds: dict[uuid.UUID, ActiveHold] = {h.id: h for h in holds}
+        self.hold_of_user: dict[int, uuid.UUID] = {h.user_id: h.id for h in holds}
+        self.orders: dict[int, SoldOrder] = {o.id: o for o in orders}
+        self.held = sum(h.quantity for h in holds)
+        self.sold = sum(o.quantity for o in orders)
+        self._expiry_heap = [(h.expires_at, h.id) for h in holds]
+        heapq.heapify(self._expiry_heap)
+        self.changes = Changes()
+
+    # -- figures --
+    @property
+    def available(self) -> int:
+        return max(0, self.info.total_seats - self.sold - self.held)
+
+    def figures(self) -> dict:
+        return {
+            "eventId": self.info.event_id,
+            "categoryId": self.info.category_id,
+            "categoryName": self.info.category_name,
+            "totalSeats": self.info.total_seats,
+            "soldSeats": self.sold,
+            "heldSeats": self.held,
+            "availableSeats": self.available,
+            "activeHolds": len(self.holds),
+            "onSale": self.info.event_active and self.info.category_active,
+        }
+
+    def next_expiry(self) -> datetime | None:
+        while self._expiry_heap and self._expiry_heap[0][1] not in self.holds:
+            heapq.heappop(self._expiry_heap)
+        return self._expiry_heap[0][0] if self._expiry_heap else None
+
+    # -- batch bookkeeping --
+    def take_changes(self) -> Changes:
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    def committed(self, changes: Changes) -> None:
+        """The batch is durable: remember the orders it created (now that they have ids)."""
+        for order in changes.new_orders:
+            assert order.id is not None
+            self.orders[order.id] = SoldOrder(order.id, order.user_id, order.quantity)
+
+    # -- dispatch --
+    def apply(self, request: Request, now: datetime) -> Outcome:
+        handler = {
+            HoldRequest: self.hold,
+            ReleaseRequest: self.release,
+            ReleaseSessionRequest: self.release_session,
+            ConfirmRequest: self.confirm,
+            PurchaseRequest: self.purchase,
+            CancelRequest: self.cancel,
+        }[type(request)]
+        return handler(request, now)
+
+    # -- checks shared by holds and purchases --
+    def _sale_refusal(self, quantity: object, now: datetime) -> Outcome | None:
+        if not self.info.event_active or not self.info.category_active:
+            return refuse(404, f"Event with ID {self.info.event_id} not found")
+        if self.info.event_date <= now:
+            return refuse(400, f"Event with ID {self.info.event_id} has already taken place")
+        if type(quantity) is not int or not 1 <= quantity <= self.max_per_order:
+            return refuse(400, f"quantity must be an integer between 1 and {self.max_per_order}")
+        return None
+
+    def _close_hold(self, hold: ActiveHold, status: str) -> None:
+        del self.holds[hold.id]
+        del self.hold_of_user[hold.user_id]
+        self.held -= hold.quantity
+        if hold.id in self.changes.new_holds:  # created in this same batch: insert it closed
+            self.changes.new_holds[hold.id] = (hold, status)
+        else:
+            self.changes.hold_status[hold.id] = status
+
+    # -- operations --
+    def hold(self, req: HoldRequest, now: datetime) -> Outcome:
+        refusal = self._sale_refusal(req.quantity, now)
+        if refusal:
+            return refusal
+        if req.user_id in self.hold_of_user:
+            return refuse(409, "You already have tickets locked for this category", self.available)
+        if req.quantity > self.available:
+            return refuse(400, f"Only {self.available} tickets available", self.available)
+        hold = ActiveHold(
+            id=uuid.uuid4(),
+            user_id=req.user_id,
+            quantity=req.quantity,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.hold_seconds),
+            session_id=req.session_id,
+        )
+        self.holds[hold.id] = hold
+        self.hold_of_user[hold.user_id] = hold.id
+        self.held += hold.quantity
+        heapq.heappush(self._expiry_heap, (hold.expires_at, hold.id))
+        self.changes.new_holds[hold.id] = (hold, "active")
+        return Outcome(ok=True, status=201, hold=hold, available=self.available)
+
+    def release(self, req: ReleaseRequest, now: datetime) -> Outcome:
+        if req.hold_id is None:
+            hold = self.holds.get(self.hold_of_user.get(req.user_id))
+        else:
+            hold = self.holds.get(req.hold_id)
+        if hold is None or hold.user_id != req.user_id:
+            return refuse(404, "No tickets found to unlock", self.available)
+        self._close_hold(hold, "released")
+        return Outcome(ok=True, message="Tickets unlocked successfully", released=hold.quantity,
+                       hold=hold, available=self.available)
+
+    def release_session(self, req: ReleaseSessionRequest, now: datetime) -> Outcome:
+        mine = [h for h in self.holds.values() if h.session_id == req.session_id]
+        for hold in mine:
+            self._close_hold(hold, "released")
+        return Outcome(ok=True, released=sum(h.quantity for h in mine), available=self.available)
+
+    def expire_due(self, now: datetime) -> int:
+        """Expire every hold whose time is up; returns the number of seats set free."""
+        freed = 0
+        while (due := self.next_expiry()) is not None and due <= now:
+            _, hold_id = heapq.heappop(self._expiry_heap)
+            hold = self.holds[hold_id]
+            self._close_hold(hold, "expired")
+            freed += hold.quantity
+        return freed
+
+    def _new_order(self, user_id: int, quantity: int, notes: str | None, hold_id: uuid.UUID | None,
+                   idempotency_key: str | None) -> NewOrder:
+        order = NewOrder(
+            user_id=user_id,
+            quantity=quantity,
+            unit_price=self.info.price,
+            event_name=self.info.event_name,
+            category_name=self.info.category_name,
+            notes=notes,
+            hold_id=hold_id,
+            idempotency_key=idempotency_key,
+        )
+        self.sold += quantity
+        self.changes.new_orders.append(order)
+        return order
+
+    def confirm(self, req: ConfirmRequest, now: datetime) -> Outcome:
+        hold = self.holds.get(req.hold_id)
+        if hold is None or hold.user_id != req.user_id:
+            return refuse(400, INVALID_LOCK)
+        if hold.expires_at <= now:
+            self._close_hold(hold, "expired")
+            return refuse(400, INVALID_LOCK)
+        refusal = self._sale_refusal(hold.quantity, now)
+        if refusal:
+            return refusal
+        if req.quantity is not None and req.quantity != hold.quantity:
+            return refuse(400, f"quantity {req.quantity} does not match the ticket lock ({hold.quantity})")
+        self._close_hold(hold, "confirmed")
+        order = self._new_order(req.user_id, hold.quantity, req.notes, hold.id, req.idempotency_key)
+        return Outcome(ok=True, status=201, order=order, available=self.available)
+
+    def purchase(self, req: PurchaseRequest, now: datetime) -> Outcome:
+        refusal = self._sale_refusal(req.quantity, now)
+        if refusal:
+            return refusal
+        if req.quantity > self.available:
+            return refuse(400, f"Not enough tickets available. Only {self.available} tickets left",
+                          self.available)
+        order = self._new_order(req.user_id, req.quantity, req.notes, None, req.idempotency_key)
+        return Outcome(ok=True, status=201, order=order, available=self.available)
+
+    def cancel(self, req: CancelRequest, now: datetime) -> Outcome:
+        order = self.orders.get(req.order_id)
+        if order is None:
+            return refuse(400, "Only confirmed orders can be cancelled")
+        if order.user_id != req.user_id:
+            return refuse(403, "You can only cancel your own orders")
+        del self.orders[order.id]
+        self.sold -= order.quantity
+        self.changes.cancelled_orders.append(order)
+        return Outcome(ok=True, released=order.quantity, available=self.available)

@@ -1,0 +1,50 @@
+"""Events and ticket categories table access."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import selectinload
+
+from storage.database import make_sessionmaker
+from storage.models import Event, TicketCategory
+
+
+async def create_event(engine: AsyncEngine, fields: dict, categories: list[dict], created_by: int) -> Event:
+    async with make_sessionmaker(engine)() as session, session.begin():
+        event = Event(**fields, created_by=created_by)
+        event.ticket_categories = [TicketCategory(**c) for c in categories]
+        session.add(event)
+    return await get_event(engine, event.id)
+
+
+async def get_event(engine: AsyncEngine, event_id: int) -> Event | None:
+    async with make_sessionmaker(engine)() as session:
+        return await session.get(Event, event_id, options=[selectinload(Event.ticket_categories)])
+
+
+async def list_events(
+    engine: AsyncEngine, *, category: str | None = None, after: datetime | None = None, by_date: bool = False
+) -> list[Event]:
+    query = select(Event).where(Event.is_active).options(selectinload(Event.ticket_categories))
+    if category is not None:
+        query = query.where(Event.category == category)
+    if after is not None:
+        query = query.where(Event.event_date > after)
+    query = query.order_by(Event.event_date, Event.id) if by_date else query.order_by(Event.id)
+    async with make_sessionmaker(engine)() as session:
+        return list((await session.scalars(query)).all())
+
+
+async def update_event(engine: AsyncEngine, event_id: int, fields: dict) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(Event).where(Event.id == event_id).values(**fields, updated_at=datetime.now().astimezone()))
+
+
+async def category_exists(engine: AsyncEngine, event_id: int, category_id: int) -> bool:
+    query = select(
+        exists().where(TicketCategory.id == category_id, TicketCategory.event_id == event_id)
+    )
+    async with engine.connect() as conn:
+        return bool((await conn.execute(query)).scalar())

@@ -1,0 +1,133 @@
+"""Loading a category's inventory and writing a batch of its decisions in one transaction."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.inventory import ActiveHold, CategoryInfo, Changes, SoldOrder
+from storage.models import Event, Hold, HoldStatus, Order, OrderStatus, TicketCategory
+
+
+class CategoryMissing(LookupError):
+    pass
+
+
+class StaleWrite(RuntimeError):
+    """The database did not match what the actor believed (another writer, or a bug): reload."""
+
+
+async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
+    row = (
+        await conn.execute(
+            select(TicketCategory, Event)
+            .join(Event, Event.id == TicketCategory.event_id)
+            .where(TicketCategory.id == category_id, TicketCategory.event_id == event_id)
+        )
+    ).first()
+    if row is None:
+        raise CategoryMissing(f"category {category_id} of event {event_id}")
+    cat, event = row
+    info = CategoryInfo(
+        event_id=event.id,
+        category_id=cat.id,
+        event_name=event.name,
+        category_name=cat.name,
+        price=cat.price,
+        total_seats=cat.total_seats,
+        event_date=event.event_date,
+        event_active=event.is_active,
+        category_active=cat.is_active,
+    )
+    holds = [
+        ActiveHold(h.id, h.user_id, h.quantity, h.created_at, h.expires_at, h.session_id)
+        for h in (
+            await conn.execute(
+                select(Hold).where(Hold.category_id == category_id, Hold.status == HoldStatus.ACTIVE)
+            )
+        ).scalars()
+    ]
+    orders = [
+        SoldOrder(o.id, o.user_id, o.quantity)
+        for o in (
+            await conn.execute(
+                select(Order.id, Order.user_id, Order.quantity).where(
+                    Order.category_id == category_id,
+                    Order.status.in_([OrderStatus.CONFIRMED, OrderStatus.COMPLETED]),
+                )
+            )
+        ).all()
+    ]
+    return info, holds, orders, (cat.held_seats, cat.sold_seats)
+
+
+async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Changes, now: datetime) -> None:
+    """Write one batch. Seats are freed before they are taken, so the CHECK constraint
+    `held_seats + sold_seats <= total_seats` holds after every statement, not only at commit."""
+    by_status: dict[str, list] = {}
+    for hold_id, status in changes.hold_status.items():
+        by_status.setdefault(status, []).append(hold_id)
+    for status, ids in by_status.items():
+        result = await conn.execute(
+            update(Hold)
+            .where(Hold.id.in_(ids), Hold.status == HoldStatus.ACTIVE)
+            .values(status=HoldStatus(status), closed_at=now)
+        )
+        if result.rowcount != len(ids):
+            raise StaleWrite(f"{len(ids) - result.rowcount} holds were no longer active")
+    if changes.cancelled_orders:
+        ids = [o.id for o in changes.cancelled_orders]
+        result = await conn.execute(
+            update(Order)
+            .where(Order.id.in_(ids), Order.status == OrderStatus.CONFIRMED)
+            .values(status=OrderStatus.CANCELLED, updated_at=now)
+        )
+        if result.rowcount != len(ids):
+            raise StaleWrite("an order was no longer confirmed")
+    if changes.new_holds:
+        await conn.execute(
+            insert(Hold),
+            [
+                {
+                    "id": h.id,
+                    "event_id": info.event_id,
+                    "category_id": info.category_id,
+                    "user_id": h.user_id,
+                    "quantity": h.quantity,
+                    "status": HoldStatus(status),
+                    "session_id": h.session_id,
+                    "created_at": h.created_at,
+                    "expires_at": h.expires_at,
+                    "closed_at": None if status == "active" else now,
+                }
+                for h, status in changes.new_holds.values()
+            ],
+        )
+    if changes.new_orders:
+        rows = (
+            await conn.execute(
+                insert(Order).returning(Order.id, Order.created_at, sort_by_parameter_order=True),
+                [
+                    {
+                        "user_id": o.user_id,
+                        "event_id": info.event_id,
+                        "category_id": info.category_id,
+                        "quantity": o.quantity,
+                        "unit_price": o.unit_price,
+                        "total_price": o.total_price,
+                        "status": OrderStatus.CONFIRMED,
+                        "event_name": o.event_name,
+                        "category_name": o.category_name,
+                        "notes": o.notes,
+                        "hold_id": o.hold_id,
+                        "idempotency_key": o.idempotency_key,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for o in changes.new_orders
+                ],
+            )
+        ).all()
+        for order, (order_id, created_at) in zip(changes.new_orders, rows):
+            order.id, order.created_at = order_id, created_at

@@ -1,0 +1,110 @@
+"""Orders and holds, read side (the category actors do every write)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.models import Event, Hold, HoldStatus, Order, TicketCategory
+
+
+async def get_order(engine: AsyncEngine, order_id: int):
+    """The order and its event's organizer id, or None."""
+    query = (
+        select(Order.__table__, Event.created_by.label("event_owner"))
+        .join(Event, Event.id == Order.event_id)
+        .where(Order.id == order_id)
+    )
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).first()
+
+
+async def find_by_idempotency_key(engine: AsyncEngine, user_id: int, key: str):
+    query = select(Order.__table__).where(Order.user_id == user_id, Order.idempotency_key == key)
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).first()
+
+
+async def list_orders(engine: AsyncEngine, *, user_id: int | None = None, event_id: int | None = None,
+                      organizer_id: int | None = None) -> list:
+    query = select(Order.__table__).order_by(Order.created_at.desc(), Order.id.desc())
+    if user_id is not None:
+        query = query.where(Order.user_id == user_id)
+    if event_id is not None:
+        query = query.where(Order.event_id == event_id)
+    if organizer_id is not None:
+        query = query.join(Event, Event.id == Order.event_id).where(Event.created_by == organizer_id)
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
+async def event_owner(engine: AsyncEngine, event_id: int) -> int | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(Event.created_by).where(Event.id == event_id))).scalar()
+
+
+async def category_event(engine: AsyncEngine, category_id: int) -> int | None:
+    query = select(TicketCategory.event_id).where(TicketCategory.id == category_id)
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).scalar()
+
+
+async def get_hold(engine: AsyncEngine, hold_id):
+    async with engine.connect() as conn:
+        return (await conn.execute(select(Hold.__table__).where(Hold.id == hold_id))).first()
+
+
+async def active_holds(engine: AsyncEngine, user_id: int) -> list:
+    query = (
+        select(Hold.__table__)
+        .where(Hold.user_id == user_id, Hold.status == HoldStatus.ACTIVE,
+               Hold.expires_at > datetime.now(timezone.utc))
+        .order_by(Hold.created_at)
+    )
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
+async def stats(engine: AsyncEngine) -> dict:
+    """The seed's /stats lock figures, plus seats per category of active events."""
+    now = datetime.now(timezone.utc)
+    async with engine.connect() as conn:
+        by_status = dict((await conn.execute(select(Hold.status, func.count()).group_by(Hold.status))).all())
+        live = (
+            await conn.execute(
+                select(func.count(), func.count(func.distinct(Hold.user_id)),
+                       func.count(func.distinct(Hold.category_id)))
+                .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at > now)
+            )
+        ).one()
+        categories = (
+            await conn.execute(
+                select(TicketCategory, Event.name)
+                .join(Event, Event.id == TicketCategory.event_id)
+                .where(Event.is_active)
+                .order_by(TicketCategory.event_id, TicketCategory.id)
+            )
+        ).all()
+    return {
+        "ticketLocks": {
+            "totalLocks": sum(by_status.values()),
+            "activeLocks": live[0],
+            "usersWithLocks": live[1],
+            "categoriesWithLocks": live[2],
+            "locksByStatus": {s.value: by_status.get(s, 0) for s in HoldStatus},
+        },
+        "categories": [
+            {
+                "eventId": c.event_id,
+                "eventName": event_name,
+                "categoryId": c.id,
+                "categoryName": c.name,
+                "totalSeats": c.total_seats,
+                "heldSeats": c.held_seats,
+                "soldSeats": c.sold_seats,
+                "availableSeats": c.total_seats - c.held_seats - c.sold_seats,
+            }
+            for c, event_name in categories
+        ],
+    }

@@ -1,0 +1,48 @@
+"""Users table access."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.models import Role, User
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+async def create_user(engine: AsyncEngine, username: str, password_hash: str, role: str) -> User:
+    user = User(username=username, password_hash=password_hash, role=Role(role))
+    async with engine.begin() as conn:
+        try:
+            row = (
+                await conn.execute(
+                    User.__table__.insert()
+                    .values(username=username, password_hash=password_hash, role=Role(role))
+                    .returning(User.id, User.created_at)
+                )
+            ).one()
+        except IntegrityError as exc:
+            raise UsernameTaken(username) from exc
+    user.id, user.created_at = row
+    return user
+
+
+async def find_by_username(engine: AsyncEngine, username: str) -> User | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(User.__table__).where(User.username == username))).first()
+    return _user(row)
+
+
+async def find_by_id(engine: AsyncEngine, user_id: int) -> User | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(User.__table__).where(User.id == user_id))).first()
+    return _user(row)
+
+
+def _user(row) -> User | None:
+    if row is None:
+        return None
+    return User(id=row.id, username=row.username, password_hash=row.password_hash, role=row.role,
+                created_at=row.created_at)

@@ -1,0 +1,100 @@
+"""One PostgreSQL, one Ray cluster and one Serve application for the whole test session.
+
+PostgreSQL is `TEST_DATABASE_URL` if set (a fresh database is created in it), else an embedded
+server in a temporary folder. Everything else is real: Ray actors, Serve's HTTP proxy, sockets.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ticketing-data")
+
+
+@pytest.fixture(scope="session")
+def database_url(data_dir):
+    from sqlalchemy import create_engine, text
+    from storage.database import normalise_url
+
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base is None:
+        from storage.embedded import start_embedded
+
+        base = start_embedded(data_dir / "pgdata", stop_on_exit=True)
+    name = f"ticketing_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = normalise_url(base)
+    head, _, query = url.partition("?")
+    url = head.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
+    from storage import migrate
+
+    migrate.upgrade(url)
+    yield url
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
+             object_store_memory=256 * 2**20)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(ray_cluster, database_url, data_dir):
+    """Base URL of the Serve HTTP proxy with the whole application deployed."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"database_url": database_url, "data_dir": str(data_dir)}),
+              name="ticketing", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def jwt_secret(server, data_dir) -> str:
+    from ticketing.settings import jwt_secret
+
+    return jwt_secret(data_dir)
+
+
+@pytest.fixture()
+def http(server):
+    with httpx.Client(base_url=server, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def db(database_url):
+    """A synchronous engine for asserting on what the database holds."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()

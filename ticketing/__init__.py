@@ -1,0 +1,1 @@
+"""Shared plumbing for the ticketing platform: settings and the command-line tool."""

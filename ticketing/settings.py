@@ -1,0 +1,73 @@
+"""Settings read from the environment, in one place.
+
+Every process of the system (Serve replicas, category actors, the CLI, tests) resolves its settings
+through this module, so the table in docs/configuration.md describes all of them.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = ".ticketing"
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost:3000,http://localhost:4200,http://localhost:8080,http://127.0.0.1:5500,null"
+)
+
+
+def data_dir() -> Path:
+    """Folder for the embedded database and the generated JWT secret (absolute)."""
+    return Path(os.environ.get("TICKETING_DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
+
+
+def jwt_secret(folder: Path | None = None) -> str:
+    """`JWT_SECRET` from the environment, else a random per-install secret kept in the data folder."""
+    from_env = os.environ.get("JWT_SECRET")
+    if from_env:
+        return from_env
+    folder = folder or data_dir()
+    path = folder / "jwt_secret"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        candidate = secrets.token_urlsafe(48)
+        # O_EXCL: when several replicas start at once, the first writer wins and the others read it.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(candidate)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Tunables:
+    """Business tunables; also settable per deployment through `user_config` in serve_config.yaml."""
+
+    hold_seconds: float = 300.0
+    max_per_order: int = 10
+
+    @classmethod
+    def from_env(cls) -> "Tunables":
+        return cls(
+            hold_seconds=float(os.environ.get("TICKETING_HOLD_SECONDS", cls.hold_seconds)),
+            max_per_order=int(os.environ.get("TICKETING_MAX_PER_ORDER", cls.max_per_order)),
+        )
+
+    def merged(self, overrides: dict | None) -> "Tunables":
+        overrides = overrides or {}
+        return Tunables(
+            hold_seconds=float(overrides.get("hold_seconds", self.hold_seconds)),
+            max_per_order=int(overrides.get("max_per_order", self.max_per_order)),
+        )
+
+
+def jwt_ttl_seconds() -> int:
+    return int(os.environ.get("JWT_EXPIRES_SECONDS", "3600"))
+
+
+def cors_origins() -> list[str]:
+    raw = os.environ.get("TICKETING_CORS_ORIGINS", DEFAULT_CORS_ORIGINS)
+    return [o.strip() for o in raw.split(",") if o.strip()]
