@@ -4,8 +4,7 @@ Each route validates its input, proves who is calling, and hands over to the ser
 work (auth, users, events, orders) through a deployment handle. Holds, the hot path of a rush, go
 straight to the category actors (one hop fewer), coalesced per category by `CategoryActors`.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve's class-based FastAPI view needs real annotations.
 import logging
 from pathlib import Path as FilePath
 from typing import Annotated
@@ -63,7 +62,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     # Field and reason only: the rejected input (a password, say) is never echoed back.
     messages = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if p not in ("body", "path", "query", "header"))
+        where = ".".join(str(p) for p in err["loc"] if p != "body")
         messages.append(f"{where}: {err['msg']}" if where else err["msg"])
     return JSONResponse(error_body(400, messages), status_code=400)
 

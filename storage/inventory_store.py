@@ -19,34 +19,34 @@ class StaleWrite(RuntimeError):
 
 
 async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
-    row = (
+    cat = (
         await conn.execute(
-            select(TicketCategory, Event)
+            select(TicketCategory.__table__, Event.name.label("event_name"), Event.event_date,
+                   Event.is_active.label("event_active"))
             .join(Event, Event.id == TicketCategory.event_id)
             .where(TicketCategory.id == category_id, TicketCategory.event_id == event_id)
         )
     ).first()
-    if row is None:
+    if cat is None:
         raise CategoryMissing(f"category {category_id} of event {event_id}")
-    cat, event = row
     info = CategoryInfo(
-        event_id=event.id,
+        event_id=cat.event_id,
         category_id=cat.id,
-        event_name=event.name,
+        event_name=cat.event_name,
         category_name=cat.name,
         price=cat.price,
         total_seats=cat.total_seats,
-        event_date=event.event_date,
-        event_active=event.is_active,
+        event_date=cat.event_date,
+        event_active=cat.event_active,
         category_active=cat.is_active,
     )
     holds = [
         ActiveHold(h.id, h.user_id, h.quantity, h.created_at, h.expires_at, h.session_id)
         for h in (
             await conn.execute(
-                select(Hold).where(Hold.category_id == category_id, Hold.status == HoldStatus.ACTIVE)
+                select(Hold.__table__).where(Hold.category_id == category_id, Hold.status == HoldStatus.ACTIVE)
             )
-        ).scalars()
+        ).all()
     ]
     orders = [
         SoldOrder(o.id, o.user_id, o.quantity)
