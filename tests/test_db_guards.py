@@ -1,0 +1,344 @@
+"""The database refuses an oversell on its own, whatever the application does (raw SQL, no actor)."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from tests.helpers import unique
+
+
+@pytest.fixture()
+def cat(db):
+    """A fresh user, event and ticket category with 10 seats; returns their ids."""
+    with db.begin() as conn:
+        user = conn.execute(text("INSERT INTO users (username, password_hash, role) "
+                                 "VALUES (:u, 'x', 'organizer') RETURNING id"), {"u": unique()}).scalar()
+        buyer = conn.execute(text("INSERT INTO users (username, password_hash) VALUES (:u, 'x') RETURNING id"),
+                             {"u": unique()}).scalar()
+        event = conn.execute(text("INSERT INTO events (name, category, event_date, created_by) "
+                                  "VALUES ('E', 'music', now() + interval '30 days', :u) RETURNING id"),
+                             {"u": user}).scalar()
+        category = conn.execute(text("INSERT INTO ticket_categories (event_id, name, price, total_seats) "
+                                     "VALUES (:e, 'General', 10, 10) RETURNING id"), {"e": event}).scalar()
+    return {"user": buyer, "organizer": user, "event": event, "category": category}
+
+
+def insert_hold(conn, cat, quantity=1, status="active", user=None):
+    hold_id = uuid.uuid4()
+    conn.execute(text(
+        "INSERT INTO holds (id, event_id, category_id, user_id, quantity, status, created_at, expires_at) "
+        "VALUES (:id, :e, :c, :u, :q, :s, now(), now() + interval '5 minutes')"),
+        {"id": hold_id, "e": cat["event"], "c": cat["category"], "u": user or cat["user"], "q": quantity,
+         "s": status})
+    return hold_id
+
+
+def insert_order(conn, cat, quantity=1, status="confirmed", hold_id=None, user=None):
+    return conn.execute(text(
+        "INSERT INTO orders (user_id, event_id, category_id, quantity, unit_price, total_price, status, "
+        "event_name, category_name, hold_id) "
+        "VALUES (:u, :e, :c, :q, 10, 10 * :q, :s, 'E', 'General', :h) RETURNING id"),
+        {"u": user or cat["user"], "e": cat["event"], "c": cat["category"], "q": quantity, "s": status,
+         "h": hold_id}).scalar()
+
+
+def counters(db, cat) -> tuple[int, int]:
+    with db.connect() as conn:
+        return tuple(conn.execute(text("SELECT held_seats, sold_seats FROM ticket_categories WHERE id = :c"),
+                                  {"c": cat["category"]}).one())
+
+
+def from_rows(db, category_id) -> tuple[int, int]:
+    with db.connect() as conn:
+        held = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM holds "
+                                 "WHERE category_id = :c AND status = 'active'"), {"c": category_id}).scalar()
+        sold = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c "
+                                 "AND status IN ('confirmed', 'completed')"), {"c": category_id}).scalar()
+    return held, sold
+
+
+def refused(db, action, match: str = "") -> str:
+    """Run `action(conn)` in its own transaction and show the database refused it (rolled back)."""
+    with pytest.raises((IntegrityError, DBAPIError)) as info:
+        with db.begin() as conn:
+            action(conn)
+    assert match in str(info.value.orig), str(info.value.orig)
+    return str(info.value.orig)
+
+
+# ---- capacity -----------------------------------------------------------------------------------
+
+
+def test_held_plus_sold_above_total_is_refused(db, cat):
+    with db.begin() as conn:
+        insert_order(conn, cat, 6)
+        insert_hold(conn, cat, 4)
+    assert counters(db, cat) == (4, 6)
+    other = {**cat, "user": cat["organizer"]}
+    refused(db, lambda conn: insert_hold(conn, other, 1), "never_oversold")
+    refused(db, lambda conn: insert_order(conn, other, 1), "never_oversold")
+    assert counters(db, cat) == (4, 6)
+
+
+def test_one_statement_overselling_many_rows_is_refused_whole(db, cat):
+    def many(conn):
+        conn.execute(text(
+            "INSERT INTO orders (user_id, event_id, category_id, quantity, unit_price, total_price, status, "
+            "event_name, category_name) SELECT :u, :e, :c, 1, 10, 10, 'confirmed', 'E', 'G' "
+            "FROM generate_series(1, 11)"), {"u": cat["user"], "e": cat["event"], "c": cat["category"]})
+
+    refused(db, many, "never_oversold")
+    assert counters(db, cat) == (0, 0) and from_rows(db, cat["category"]) == (0, 0)
+
+
+def test_counters_cannot_be_set_past_total_directly(db, cat):
+    refused(db, lambda conn: conn.execute(text("UPDATE ticket_categories SET sold_seats = 11 WHERE id = :c"),
+                                          {"c": cat["category"]}), "never_oversold")
+    with db.begin() as conn:
+        insert_order(conn, cat, 5)
+    refused(db, lambda conn: conn.execute(text("UPDATE ticket_categories SET total_seats = 4 WHERE id = :c"),
+                                          {"c": cat["category"]}), "never_oversold")
+
+
+def test_reviving_a_released_hold_is_refused_so_it_cannot_oversell(db, cat):
+    with db.begin() as conn:
+        old = insert_hold(conn, cat, 5)
+        conn.execute(text("UPDATE holds SET status = 'released' WHERE id = :h"), {"h": old})
+        insert_order(conn, cat, 10)
+    refused(db, lambda conn: conn.execute(text("UPDATE holds SET status = 'active' WHERE id = :h"), {"h": old}))
+    assert counters(db, cat) == (0, 10)
+
+
+# ---- negative counts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column, guard", [("held_seats", "held_seats_not_negative"),
+                                           ("sold_seats", "sold_seats_not_negative"),
+                                           ("total_seats", "violates check constraint")])
+def test_negative_counts_are_refused(db, cat, column, guard):
+    refused(db, lambda conn: conn.execute(text(f"UPDATE ticket_categories SET {column} = -1 WHERE id = :c"),
+                                          {"c": cat["category"]}), guard)
+    assert counters(db, cat) == (0, 0)
+
+
+@pytest.mark.parametrize("quantity", [0, -5])
+def test_zero_or_negative_quantities_are_refused(db, cat, quantity):
+    refused(db, lambda conn: insert_hold(conn, cat, quantity), "quantity_positive")
+    refused(db, lambda conn: insert_order(conn, cat, quantity), "quantity_positive")
+    assert counters(db, cat) == (0, 0)
+
+
+def test_deleting_more_than_was_counted_cannot_go_negative(db, cat):
+    """Even a counter knocked out of step by hand cannot be driven below zero by row changes."""
+    with db.begin() as conn:
+        order = insert_order(conn, cat, 3)
+    refused(db, lambda conn: [
+        conn.execute(text("UPDATE ticket_categories SET sold_seats = 1 WHERE id = :c"), {"c": cat["category"]}),
+        conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order}),
+    ], "not_negative")
+
+
+def test_order_total_must_be_unit_price_times_quantity(db, cat):
+    refused(db, lambda conn: conn.execute(text(
+        "INSERT INTO orders (user_id, event_id, category_id, quantity, unit_price, total_price, status, "
+        "event_name, category_name) VALUES (:u, :e, :c, 2, 10, 5, 'confirmed', 'E', 'G')"),
+        {"u": cat["user"], "e": cat["event"], "c": cat["category"]}), "total_is_unit_times_quantity")
+
+
+# ---- transitions ------------------------------------------------------------------------------------
+
+
+def test_confirming_a_hold_twice_is_refused(db, cat):
+    with db.begin() as conn:
+        hold = insert_hold(conn, cat, 2)
+        conn.execute(text("UPDATE holds SET status = 'confirmed' WHERE id = :h"), {"h": hold})
+        insert_order(conn, cat, 2, hold_id=hold)
+    for status in ("active", "released", "expired"):
+        refused(db, lambda conn: conn.execute(text("UPDATE holds SET status = :s WHERE id = :h"),
+                                              {"s": status, "h": hold}), "already confirmed")
+    # a second order for the same hold is the other way to confirm it twice
+    refused(db, lambda conn: insert_order(conn, cat, 2, hold_id=hold), "orders_hold_id_key")
+    assert counters(db, cat) == (0, 2)
+
+
+@pytest.mark.parametrize("closed", ["released", "expired"])
+def test_closed_hold_cannot_be_confirmed(db, cat, closed):
+    with db.begin() as conn:
+        hold = insert_hold(conn, cat, 2)
+        conn.execute(text("UPDATE holds SET status = :s WHERE id = :h"), {"s": closed, "h": hold})
+    refused(db, lambda conn: conn.execute(text("UPDATE holds SET status = 'confirmed' WHERE id = :h"),
+                                          {"h": hold}), f"already {closed}")
+
+
+def test_hold_and_order_are_immutable_except_status(db, cat):
+    with db.begin() as conn:
+        hold = insert_hold(conn, cat, 2)
+        order = insert_order(conn, cat, 2)
+    refused(db, lambda conn: conn.execute(text("UPDATE holds SET quantity = 1 WHERE id = :h"), {"h": hold}),
+            "immutable")
+    refused(db, lambda conn: conn.execute(text("UPDATE orders SET quantity = 1, total_price = 10 WHERE id = :o"),
+                                          {"o": order}), "immutable")
+    refused(db, lambda conn: conn.execute(text("UPDATE orders SET user_id = :u WHERE id = :o"),
+                                          {"u": cat["organizer"], "o": order}), "immutable")
+
+
+def test_reviving_a_cancelled_order_is_refused(db, cat):
+    with db.begin() as conn:
+        order = insert_order(conn, cat, 3)
+        conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order})
+    for status in ("confirmed", "pending", "completed"):
+        refused(db, lambda conn: conn.execute(text("UPDATE orders SET status = :s WHERE id = :o"),
+                                              {"s": status, "o": order}), "cannot go from cancelled")
+    assert counters(db, cat) == (0, 0)
+
+
+def test_cancelling_twice_frees_the_seats_once(db, cat):
+    with db.begin() as conn:
+        keep = insert_order(conn, cat, 4)
+        order = insert_order(conn, cat, 3)
+    for _ in range(2):
+        with db.begin() as conn:
+            conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order})
+    assert counters(db, cat) == (0, 4) == from_rows(db, cat["category"])
+    assert keep
+
+
+def test_two_concurrent_cancels_free_the_seats_once(db, cat):
+    """Two transactions cancel the same order at once; the row lock serialises them."""
+    with db.begin() as conn:
+        insert_order(conn, cat, 2)
+        order = insert_order(conn, cat, 5)
+    first_updated = threading.Event()
+    results = []
+
+    def cancel(wait_for_other: bool):
+        with db.begin() as conn:
+            if wait_for_other:
+                first_updated.wait(10)
+            n = conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order}).rowcount
+            if not wait_for_other:
+                first_updated.set()
+                conn.execute(text("SELECT pg_sleep(0.3)"))  # keep the row locked while the other waits
+            results.append(n)
+
+    threads = [threading.Thread(target=cancel, args=(flag,)) for flag in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 2
+    assert counters(db, cat) == (0, 2) == from_rows(db, cat["category"])
+
+
+def test_pending_order_may_be_confirmed_once(db, cat):
+    with db.begin() as conn:
+        order = insert_order(conn, cat, 2, status="pending")
+    assert counters(db, cat) == (0, 0)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'confirmed' WHERE id = :o"), {"o": order})
+    assert counters(db, cat) == (0, 2)
+    refused(db, lambda conn: conn.execute(text("UPDATE orders SET status = 'pending' WHERE id = :o"),
+                                          {"o": order}), "cannot go from confirmed")
+
+
+# ---- uniqueness ------------------------------------------------------------------------------------
+
+
+def test_two_orders_for_one_hold_are_refused(db, cat):
+    with db.begin() as conn:
+        hold = insert_hold(conn, cat, 1, status="confirmed")
+        insert_order(conn, cat, 1, hold_id=hold)
+    refused(db, lambda conn: insert_order(conn, {**cat, "user": cat["organizer"]}, 1, hold_id=hold),
+            "orders_hold_id_key")
+    assert counters(db, cat) == (0, 1)
+
+
+def test_two_active_holds_per_user_and_category_are_refused(db, cat):
+    with db.begin() as conn:
+        insert_hold(conn, cat, 1)
+    refused(db, lambda conn: insert_hold(conn, cat, 1), "one_active_hold_per_user_and_category")
+    # closed holds do not count, and other users are not affected
+    with db.begin() as conn:
+        insert_hold(conn, cat, 1, status="released")
+        insert_hold(conn, cat, 1, user=cat["organizer"])
+    assert counters(db, cat) == (2, 0)
+
+
+def test_same_idempotency_key_twice_for_one_user_is_refused(db, cat):
+    def order_with_key(conn, user):
+        conn.execute(text(
+            "INSERT INTO orders (user_id, event_id, category_id, quantity, unit_price, total_price, status, "
+            "event_name, category_name, idempotency_key) VALUES (:u, :e, :c, 1, 10, 10, 'confirmed', 'E', 'G', 'k')"),
+            {"u": user, "e": cat["event"], "c": cat["category"]})
+
+    with db.begin() as conn:
+        order_with_key(conn, cat["user"])
+        order_with_key(conn, cat["organizer"])  # keys are per user
+    refused(db, lambda conn: order_with_key(conn, cat["user"]), "one_order_per_idempotency_key")
+    assert counters(db, cat) == (0, 2)
+
+
+# ---- counters follow the rows -------------------------------------------------------------------------
+
+
+def test_counter_triggers_keep_held_and_sold_equal_to_the_rows(db, cat):
+    with db.begin() as conn:
+        other = conn.execute(text("INSERT INTO ticket_categories (event_id, name, price, total_seats) "
+                                  "VALUES (:e, 'VIP', 10, 20) RETURNING id"), {"e": cat["event"]}).scalar()
+    vip = {**cat, "category": other}
+    users = [cat["user"], cat["organizer"]]
+
+    def check(general, vip_seats):
+        assert counters(db, cat) == from_rows(db, cat["category"]) == general
+        assert counters(db, vip) == from_rows(db, other) == vip_seats
+
+    with db.begin() as conn:
+        h1 = insert_hold(conn, cat, 3, user=users[0])
+        h2 = insert_hold(conn, cat, 2, user=users[1])
+        h3 = insert_hold(conn, vip, 4, user=users[0])
+    check((5, 0), (4, 0))
+    with db.begin() as conn:  # one statement touching holds of both categories
+        conn.execute(text("UPDATE holds SET status = 'confirmed' WHERE id IN (:a, :b)"), {"a": h1, "b": h3})
+        insert_order(conn, cat, 3, hold_id=h1, user=users[0])
+        insert_order(conn, vip, 4, hold_id=h3, user=users[0])
+    check((2, 3), (0, 4))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE holds SET status = 'expired' WHERE id = :h"), {"h": h2})
+        o = insert_order(conn, cat, 1, user=users[1])
+        insert_order(conn, cat, 2, status="pending", user=users[1])
+    check((0, 4), (0, 4))
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": o})
+        conn.execute(text("UPDATE orders SET status = 'confirmed' WHERE status = 'pending' AND category_id = :c"),
+                     {"c": cat["category"]})
+        insert_hold(conn, vip, 7, user=users[1])
+    check((0, 5), (7, 4))
+    with db.begin() as conn:  # deletes count too (cleanup of old rows)
+        conn.execute(text("DELETE FROM holds WHERE category_id = :c AND status = 'active'"), {"c": other})
+        conn.execute(text("DELETE FROM orders WHERE category_id = :c AND status = 'cancelled'"),
+                     {"c": cat["category"]})
+    check((0, 5), (0, 4))
+
+
+def test_updates_without_status_change_leave_counters_alone(db, cat):
+    """Updates that do not change a status must not move the counters."""
+    with db.begin() as conn:
+        h = insert_hold(conn, cat, 4)
+    assert counters(db, cat) == from_rows(db, cat["category"]) == (4, 0)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE holds SET session_id = 'x' WHERE id = :h"), {"h": h})
+    assert counters(db, cat) == from_rows(db, cat["category"]) == (4, 0)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE holds SET status = 'released' WHERE id = :h"), {"h": h})
+    assert counters(db, cat) == from_rows(db, cat["category"]) == (0, 0)
+    with db.begin() as conn:
+        o = insert_order(conn, cat, 6)
+        conn.execute(text("UPDATE orders SET notes = 'n' WHERE id = :o"), {"o": o})
+    assert counters(db, cat) == from_rows(db, cat["category"]) == (0, 6)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'completed' WHERE id = :o"), {"o": o})
+    assert counters(db, cat) == from_rows(db, cat["category"]) == (0, 6)
