@@ -50,6 +50,7 @@ class TicketCategory:
         self.loop_task: asyncio.Task | None = None
         self.load_lock: asyncio.Lock | None = None
         self.missing = False
+        self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
 
     # ---- public methods ----
@@ -94,9 +95,15 @@ class TicketCategory:
             self.wakeup = asyncio.Event()
             self.load_lock = asyncio.Lock()
             self.loop_task = asyncio.get_running_loop().create_task(self._run())
+        if self.loaded_once:
+            return
+        # Only the first load happens here. Every later reload is done by the loop itself, between
+        # batches: a reload racing a batch that is being written would drop that batch's decisions.
         async with self.load_lock:
-            if self.inventory is None and not self.missing:
+            if not self.loaded_once:
                 await self._load()
+                self.loaded_once = True
+                self.wakeup.set()  # let the loop expire holds that ran out while no actor was up
 
     async def _load(self) -> None:
         try:
@@ -119,6 +126,8 @@ class TicketCategory:
             timeout = None
             if self.inventory is not None and (due := self.inventory.next_expiry()) is not None:
                 timeout = max(0.0, (due - _now()).total_seconds()) + 0.01
+            elif self.inventory is None and self.loaded_once and not self.missing:
+                timeout = 1.0  # a batch failed: reload soon even if no request comes, so holds still expire
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except TimeoutError:
@@ -162,7 +171,8 @@ class TicketCategory:
             outcomes = await self._one_by_one(batch)
             changes = Changes()  # already published per request
         for (request, future), outcome in zip(batch, outcomes):
-            future.set_result(self._view(request, outcome))
+            if not future.done():
+                future.set_result(self._view(request, outcome))
         self.metrics.observe_batch(
             [(r, o) for (r, _), o in zip(batch, outcomes)], time.perf_counter() - started, self.inventory.figures()
         )
@@ -181,7 +191,7 @@ class TicketCategory:
         bad request (say, a reused idempotency key) cannot fail the others."""
         await self._load()
         outcomes = []
-        for request, _ in batch:
+        for request, future in batch:
             now = _now()
             self.inventory.expire_due(now)
             outcome = self.inventory.apply(request, now)
@@ -189,13 +199,22 @@ class TicketCategory:
             try:
                 await self._write(changes, now)
             except IntegrityError as exc:
-                await self._load()
                 duplicate_key = "one_order_per_idempotency_key" in str(exc.orig)
                 outcome = Outcome(ok=False, status=409, message="duplicate idempotency key" if duplicate_key
                                   else "Request conflicts with the current state; try again")
                 changes = Changes()
+                await self._load()
+            except (DBAPIError, StaleWrite):
+                # Outcome unknown to us (the connection may have died mid-commit): a clean 503, then the
+                # truth is reloaded; if that fails too, the loop answers the rest with 503.
+                outcome = Outcome(ok=False, status=503, message="Service temporarily unavailable")
+                changes = Changes()
+                future.set_result(self._view(request, outcome))
+                await self._load()
             if changes:
                 self._publish(changes)
+            if not future.done():  # answer at once: a later failure must not turn a commit into a 503
+                future.set_result(self._view(request, outcome))
             outcomes.append(outcome)
         return outcomes
 

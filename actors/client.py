@@ -76,10 +76,13 @@ class CategoryActors:
     async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
         try:
             results = await self.handles[key].submit.remote([request for request, _ in queue])
-        except RayError:
+        except Exception as exc:  # noqa: BLE001 - every caller must get an answer, never hang
             # The actor died mid-call (it restarts on its own). The outcome is unknown to us, so
             # the client must retry; holds and idempotency keys make retries safe.
-            log.warning("category actor %s unavailable", key, exc_info=True)
+            if not isinstance(exc, RayError):
+                log.exception("unexpected failure calling category actor %s", key)
+            else:
+                log.warning("category actor %s unavailable", key, exc_info=True)
             results = [dict(UNAVAILABLE) for _ in queue]
         finally:
             self.in_flight[key] -= 1

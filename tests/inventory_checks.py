@@ -1,0 +1,112 @@
+"""Assertions on a category's seats, shared by the holds/orders/rush/restart tests.
+
+The database is the truth: its counters must equal its rows, never exceed capacity, and the API and
+the category actor must report the same figures.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+from sqlalchemy import text
+
+from tests.helpers import create_event, register
+
+
+def new_category(http: httpx.Client, seats: int = 10, price: str = "50.00", **extra) -> dict:
+    """A fresh organizer with one event of one category: ids, organizer and a ready hold/order body."""
+    org = register(http, "organizer")
+    event = create_event(http, org, seats=seats, price=price, **extra)
+    cat = event["ticketCategories"][0]
+    return {"org": org, "event": event["idEvent"], "category": cat["id"], "seats": seats,
+            "body": {"eventId": event["idEvent"], "categoryId": cat["id"]}}
+
+
+def db_counters(db, category_id: int) -> dict:
+    with db.connect() as conn:
+        row = conn.execute(text("SELECT total_seats, held_seats, sold_seats FROM ticket_categories WHERE id = :c"),
+                           {"c": category_id}).one()
+    return {"total": row.total_seats, "held": row.held_seats, "sold": row.sold_seats}
+
+
+def db_rows(db, category_id: int) -> dict:
+    """Held and sold seats as the rows of holds and orders say."""
+    with db.connect() as conn:
+        held = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM holds "
+                                 "WHERE category_id = :c AND status = 'active'"), {"c": category_id}).scalar()
+        sold = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM orders "
+                                 "WHERE category_id = :c AND status = 'confirmed'"), {"c": category_id}).scalar()
+    return {"held": held, "sold": sold}
+
+
+def hold_status(db, hold_id: str) -> str | None:
+    with db.connect() as conn:
+        return conn.execute(text("SELECT status FROM holds WHERE id = :h"), {"h": hold_id}).scalar()
+
+
+def order_rows(db, category_id: int) -> list:
+    with db.connect() as conn:
+        return list(conn.execute(text("SELECT * FROM orders WHERE category_id = :c ORDER BY id"),
+                                 {"c": category_id}).all())
+
+
+def api_available(http: httpx.Client, event_id: int, category_id: int, headers: dict | None = None) -> int:
+    r = http.get(f"/api/events/{event_id}/tickets", headers=headers or {})
+    assert r.status_code == 200, r.text
+    return next(c["availableSeats"] for c in r.json() if c["id"] == category_id)
+
+
+def actor_figures(event_id: int, category_id: int) -> dict:
+    import ray
+
+    handle = ray.get_actor(f"category:{event_id}:{category_id}", namespace="ticketing")
+    return ray.get(handle.figures.remote(), timeout=60)
+
+
+def assert_consistent(db, http: httpx.Client, event_id: int, category_id: int, *, headers: dict | None = None,
+                      check_actor: bool = True) -> dict:
+    """Nothing oversold, counters == rows, each hold became at most one order of its own owner and
+    quantity, and the API and the actor agree with the database. Returns the counters."""
+    counters = db_counters(db, category_id)
+    assert counters["held"] + counters["sold"] <= counters["total"], counters
+    assert counters["held"] >= 0 and counters["sold"] >= 0, counters
+    assert db_rows(db, category_id) == {"held": counters["held"], "sold": counters["sold"]}, counters
+    with db.connect() as conn:
+        doubled = conn.execute(text("SELECT hold_id FROM orders WHERE category_id = :c AND hold_id IS NOT NULL "
+                                    "GROUP BY hold_id HAVING count(*) > 1"), {"c": category_id}).all()
+        assert doubled == []
+        mismatched = conn.execute(text(
+            "SELECT o.id FROM orders o JOIN holds h ON h.id = o.hold_id WHERE o.category_id = :c "
+            "AND (h.status <> 'confirmed' OR h.user_id <> o.user_id OR h.quantity <> o.quantity "
+            "     OR h.category_id <> o.category_id)"), {"c": category_id}).all()
+        assert mismatched == []
+        users_with_two = conn.execute(text(
+            "SELECT user_id FROM holds WHERE category_id = :c AND status = 'active' GROUP BY user_id "
+            "HAVING count(*) > 1"), {"c": category_id}).all()
+        assert users_with_two == []
+    available = counters["total"] - counters["held"] - counters["sold"]
+    assert api_available(http, event_id, category_id, headers) == available
+    if check_actor:
+        figures = actor_figures(event_id, category_id)
+        assert (figures["soldSeats"], figures["heldSeats"], figures["availableSeats"]) == (
+            counters["sold"], counters["held"], available), (figures, counters)
+    return counters
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.1):
+    """Poll until `condition()` is truthy (returns it) or fail; a deadline, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(interval)
+
+
+def make_past(db, event_id: int) -> None:
+    """Move an event into the past directly in the database."""
+    with db.begin() as conn:
+        conn.execute(text("UPDATE events SET event_date = :d WHERE id = :e"),
+                     {"d": datetime.now(timezone.utc) - timedelta(days=1), "e": event_id})
