@@ -80,7 +80,9 @@ async def stats(engine: AsyncEngine) -> dict:
         ).one()
         categories = (
             await conn.execute(
-                select(TicketCategory, Event.name)
+                # Columns, not the ORM entity: on a Core connection an entity is flattened into its
+                # columns, so `for c, name in rows` would not unpack.
+                select(TicketCategory.__table__, Event.name.label("event_name"))
                 .join(Event, Event.id == TicketCategory.event_id)
                 .where(Event.is_active)
                 .order_by(TicketCategory.event_id, TicketCategory.id)
@@ -97,7 +99,7 @@ async def stats(engine: AsyncEngine) -> dict:
         "categories": [
             {
                 "eventId": c.event_id,
-                "eventName": event_name,
+                "eventName": c.event_name,
                 "categoryId": c.id,
                 "categoryName": c.name,
                 "totalSeats": c.total_seats,
@@ -105,6 +107,6 @@ async def stats(engine: AsyncEngine) -> dict:
                 "soldSeats": c.sold_seats,
                 "availableSeats": c.total_seats - c.held_seats - c.sold_seats,
             }
-            for c, event_name in categories
+            for c in categories
         ],
     }
