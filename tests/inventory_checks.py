@@ -110,3 +110,18 @@ def make_past(db, event_id: int) -> None:
     with db.begin() as conn:
         conn.execute(text("UPDATE events SET event_date = :d WHERE id = :e"),
                      {"d": datetime.now(timezone.utc) - timedelta(days=1), "e": event_id})
+
+
+def many_buyers(db, jwt_secret: str, n: int) -> list[dict]:
+    """`n` buyers inserted straight into the database with tokens signed by the server's secret
+    (registering hundreds through argon2 would dominate a rush test; auth is tested elsewhere)."""
+    from domain.auth import issue_token
+    from tests.helpers import unique
+
+    names = [unique("rush") for _ in range(n)]
+    with db.begin() as conn:
+        ids = [conn.execute(text("INSERT INTO users (username, password_hash) VALUES (:u, 'x') RETURNING id"),
+                            {"u": name}).scalar() for name in names]
+    return [{"id": i, "username": name,
+             "headers": {"Authorization": f"Bearer {issue_token(i, name, 'assistant', jwt_secret, 3600)}"}}
+            for i, name in zip(ids, names)]
