@@ -1,0 +1,233 @@
+"""The category actor is killed (Ray restarts it); it reloads from PostgreSQL and nothing is lost.
+
+A request whose actor call died gets a clean 503 (outcome unknown, retry); one the API answered 201
+exists in the database afterwards; nothing is oversold; and the category keeps selling.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+
+import httpx
+import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from sqlalchemy import text
+
+from tests.helpers import register
+from tests.inventory_checks import (
+    actor_figures,
+    assert_consistent,
+    db_counters,
+    hold_status,
+    many_buyers,
+    new_category,
+    wait_until,
+)
+
+SEATS = 60
+BUYERS = 160
+
+
+def actor(cat: dict):
+    return ray.get_actor(f"category:{cat['event']}:{cat['category']}", namespace="ticketing")
+
+
+def actor_pid(cat: dict) -> int:
+    return ray.get(actor(cat).__ray_call__.remote(lambda self: os.getpid()), timeout=120)
+
+
+def kill(cat: dict) -> None:
+    ray.kill(actor(cat), no_restart=False)
+
+
+def current_pid(cat: dict) -> int | None:
+    """The actor process's pid, or None while it is dying or restarting."""
+    try:
+        return ray.get(actor(cat).__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    except (RayActorError, ActorUnavailableError, GetTimeoutError):
+        return None
+
+
+def kill_and_wait(cat: dict) -> None:
+    """Kill the actor and wait until its successor answers (a new process: a new pid)."""
+    before = actor_pid(cat)
+    kill(cat)
+    wait_until(lambda: current_pid(cat) not in (None, before), timeout=120, interval=0.2)
+
+
+class Rush:
+    """Buyers who retry a 503 the way a careful client does: orders with the same Idempotency-Key."""
+
+    def __init__(self, cat: dict):
+        self.cat = cat
+        self.orders: dict[str, int] = {}  # confirmed by the API (201)
+        self.cancelled: set[str] = set()
+        self.unknown = Counter()  # 503 answers per action: outcome unknown to the client
+        self.statuses = Counter()
+        self.bad: list[str] = []
+        self.done = 0
+
+    def saw(self, action: str, r: httpx.Response, allowed: set[int]) -> None:
+        self.done += 1
+        self.statuses[(action, r.status_code)] += 1
+        if r.status_code == 503:
+            self.unknown[action] += 1
+            body = r.json()
+            if body.get("statusCode") != 503 or "error" not in body or "message" not in body:
+                self.bad.append(f"{action}: unclean 503 {r.text[:200]}")
+        elif r.status_code not in allowed:
+            self.bad.append(f"{action}: {r.status_code} {r.text[:200]}")
+
+    async def order(self, client, user, body: dict, path: str) -> httpx.Response:
+        """Create an order; on 503 retry with the same key (backing off), as the API asks."""
+        headers = {**user["headers"], "Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(10):
+            r = await client.post(path, json=body, headers=headers)
+            self.saw(path, r, {201, 400})
+            if r.status_code != 503:
+                break
+            await asyncio.sleep(0.2 * (attempt + 1))  # back off while the actor restarts
+        if r.status_code == 201:
+            self.orders[r.json()["id"]] = body["quantity"]
+        return r
+
+    async def buyer(self, client, user, kind: int, rng: random.Random) -> None:
+        await asyncio.sleep(rng.random() * 1.5)
+        body = {**self.cat["body"], "quantity": rng.randint(1, 2)}
+        if kind in (0, 1):
+            r = await client.post("/api/holds", json=body, headers=user["headers"])
+            self.saw("hold", r, {201, 400})
+            if r.status_code == 201 and kind == 0:
+                await self.order(client, user, {**body, "lockId": r.json()["lockId"]}, "/api/orders/with-lock")
+            elif r.status_code == 201:
+                d = await client.delete(f"/api/holds/{r.json()['lockId']}", headers=user["headers"])
+                self.saw("release", d, {200, 404})
+        else:
+            r = await self.order(client, user, body, "/api/orders")
+            if r.status_code == 201 and kind == 3:
+                order_id = r.json()["id"]
+                for attempt in range(10):
+                    c = await client.post(f"/api/orders/{order_id}/cancel", headers=user["headers"])
+                    # after a 503 the first cancel may have happened: then the retry says 400
+                    self.saw("cancel", c, {201, 400})
+                    if c.status_code != 503:
+                        break
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                if c.status_code == 201:
+                    self.cancelled.add(order_id)
+
+    async def run(self, server: str, buyers: list[dict], kill_after: int) -> bool:
+        """Run the rush and kill the actor once `kill_after` answers came back. Returns True if killed."""
+        rng = random.Random(7)
+        killed = False
+
+        async def killer():
+            nonlocal killed
+            while self.done < kill_after:
+                await asyncio.sleep(0.005)
+            await asyncio.to_thread(kill, self.cat)
+            killed = True
+
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=server, timeout=120, limits=limits) as client:
+            await asyncio.gather(killer(), *(self.buyer(client, u, i % 4, random.Random(rng.random()))
+                                             for i, u in enumerate(buyers)))
+        return killed
+
+
+def test_killed_mid_rush_loses_no_confirmed_order(server, http, db, jwt_secret):
+    cat = new_category(http, seats=SEATS)
+    buyers = many_buyers(db, jwt_secret, BUYERS)
+    assert http.post("/api/holds", json={**cat["body"], "quantity": 1},
+                     headers=buyers[0]["headers"]).status_code == 201  # the actor is up before the rush
+    pid_before = actor_pid(cat)
+    rush = Rush(cat)
+    assert asyncio.run(rush.run(server, buyers[1:], kill_after=60))
+    assert rush.bad == [], rush.bad[:10]
+    wait_until(lambda: current_pid(cat) not in (None, pid_before), timeout=120)  # it died and came back
+
+    with db.connect() as conn:
+        rows = {str(r.id): r for r in conn.execute(text("SELECT id, quantity, status FROM orders "
+                                                          "WHERE category_id = :c"), {"c": cat["category"]})}
+    # every order the API confirmed is in the database, as confirmed (or cancelled by its owner)
+    for order_id, quantity in rush.orders.items():
+        assert order_id in rows, f"order {order_id} was confirmed to the client but is lost"
+        assert rows[order_id].quantity == quantity
+        assert rows[order_id].status in (("cancelled",) if order_id in rush.cancelled else ("confirmed", "cancelled"))
+    # retries with the same key never made a second order, so unknown outcomes add none either:
+    # the only orders the clients were not told about would come from requests that ended in 503
+    unexplained = set(rows) - set(rush.orders)
+    assert len(unexplained) <= rush.unknown["/api/orders"] + rush.unknown["/api/orders/with-lock"], (
+        unexplained, rush.unknown)
+    counters = assert_consistent(db, http, cat["event"], cat["category"])
+    assert counters["sold"] + counters["held"] <= SEATS
+    assert rush.statuses[("hold", 201)] > 0 and len(rush.orders) > 0, rush.statuses
+
+    # the category keeps selling after the restart: if it sold out, an owner frees a seat first
+    if counters["sold"] + counters["held"] == SEATS:
+        victim = next(rows[o] for o in rush.orders if rows[o].status == "confirmed")
+        with db.connect() as conn:
+            owner_id = conn.execute(text("SELECT user_id FROM orders WHERE id = :o"), {"o": victim.id}).scalar()
+        owner = next(b for b in buyers if b["id"] == owner_id)
+        assert http.post(f"/api/orders/{victim.id}/cancel", headers=owner["headers"]).status_code == 201
+    r = http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=register(http)["headers"])
+    assert r.status_code == 201, r.text
+    assert_consistent(db, http, cat["event"], cat["category"])
+
+
+def test_active_hold_survives_a_restart(http, db):
+    cat = new_category(http, seats=5)
+    buyer = register(http)
+    held = http.post("/api/holds", json={**cat["body"], "quantity": 3}, headers=buyer["headers"]).json()
+    kill_and_wait(cat)
+    figures = actor_figures(cat["event"], cat["category"])
+    assert (figures["heldSeats"], figures["availableSeats"], figures["activeHolds"]) == (3, 2, 1)
+    # still the owner's only: others cannot take those seats, the owner can buy them
+    r = http.post("/api/orders", json={**cat["body"], "quantity": 3}, headers=register(http)["headers"])
+    assert r.status_code == 400, r.text
+    r = http.post("/api/orders/with-lock", json={**cat["body"], "quantity": 3, "lockId": held["lockId"]},
+                  headers=buyer["headers"])
+    assert r.status_code == 201, r.text
+    assert hold_status(db, held["lockId"]) == "confirmed"
+    assert_consistent(db, http, cat["event"], cat["category"])
+
+
+def test_hold_that_expired_while_the_actor_was_down_is_expired_on_reload(http, db):
+    cat = new_category(http, seats=5)
+    buyer = register(http)
+    assert http.post("/api/holds", json={**cat["body"], "quantity": 1},
+                     headers=register(http)["headers"]).status_code == 201
+    ray.get(actor(cat).configure.remote({"hold_seconds": 1, "max_per_order": 10}))
+    short = http.post("/api/holds", json={**cat["body"], "quantity": 4}, headers=buyer["headers"]).json()
+    kill_and_wait(cat)  # the restarted actor does not load until someone asks it something
+    with db.connect() as conn:
+        expires = conn.execute(text("SELECT expires_at FROM holds WHERE id = :h"), {"h": short["lockId"]}).scalar()
+    wait_until(lambda: datetime.now(timezone.utc) > expires)
+    assert hold_status(db, short["lockId"]) == "active"  # nobody was there to expire it
+    assert db_counters(db, cat["category"])["held"] == 5
+    figures = actor_figures(cat["event"], cat["category"])  # first call: reload
+    wait_until(lambda: hold_status(db, short["lockId"]) == "expired")
+    assert db_counters(db, cat["category"])["held"] == 1
+    assert figures["activeHolds"] in (1, 2)  # answered right after the load, before or after expiring
+    r = http.post("/api/orders/with-lock", json={**cat["body"], "quantity": 4, "lockId": short["lockId"]},
+                  headers=buyer["headers"])
+    assert r.status_code == 400, r.text
+    assert http.post("/api/holds", json={**cat["body"], "quantity": 4}, headers=buyer["headers"]).status_code == 201
+    assert_consistent(db, http, cat["event"], cat["category"])
+
+
+def test_requests_during_the_restart_are_answered(http, db):
+    """Calls that arrive while the actor restarts wait for it (or get a clean 503), never a 500."""
+    cat = new_category(http, seats=50)
+    buyers = [register(http) for _ in range(3)]
+    http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=buyers[0]["headers"])
+    kill(cat)
+    statuses = [http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=b["headers"]).status_code
+                for b in buyers[1:]]
+    assert set(statuses) <= {201, 503}, statuses
+    assert_consistent(db, http, cat["event"], cat["category"])
+
