@@ -125,3 +125,11 @@ def many_buyers(db, jwt_secret: str, n: int) -> list[dict]:
     return [{"id": i, "username": name,
              "headers": {"Authorization": f"Bearer {issue_token(i, name, 'assistant', jwt_secret, 3600)}"}}
             for i, name in zip(ids, names)]
+
+
+def configure_actor(event_id: int, category_id: int, hold_seconds: float, max_per_order: int = 10) -> None:
+    """Change a running category actor's tunables (new holds only)."""
+    import ray
+
+    handle = ray.get_actor(f"category:{event_id}:{category_id}", namespace="ticketing")
+    ray.get(handle.configure.remote({"hold_seconds": hold_seconds, "max_per_order": max_per_order}), timeout=60)
