@@ -9,14 +9,30 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from tests.helpers import create_event, register
 
 
+_ctx: dict = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_users(db, jwt_secret):
+    """Import into a test module to let `person()` mint users there (autouse)."""
+    _ctx.update(db=db, secret=jwt_secret)
+
+
+def person(role: str = "assistant") -> dict:
+    """A user inserted straight into the database with a token signed by the server's secret:
+    registering through argon2 costs ~0.5 s a user, and auth has its own tests."""
+    return many_buyers(_ctx["db"], _ctx["secret"], 1, role)[0]
+
+
 def new_category(http: httpx.Client, seats: int = 10, price: str = "50.00", **extra) -> dict:
     """A fresh organizer with one event of one category: ids, organizer and a ready hold/order body."""
-    org = register(http, "organizer")
+    org = person("organizer") if _ctx else register(http, "organizer")
     event = create_event(http, org, seats=seats, price=price, **extra)
     cat = event["ticketCategories"][0]
     return {"org": org, "event": event["idEvent"], "category": cat["id"], "seats": seats,
@@ -112,18 +128,18 @@ def make_past(db, event_id: int) -> None:
                      {"d": datetime.now(timezone.utc) - timedelta(days=1), "e": event_id})
 
 
-def many_buyers(db, jwt_secret: str, n: int) -> list[dict]:
-    """`n` buyers inserted straight into the database with tokens signed by the server's secret
+def many_buyers(db, jwt_secret: str, n: int, role: str = "assistant") -> list[dict]:
+    """`n` users inserted straight into the database with tokens signed by the server's secret
     (registering hundreds through argon2 would dominate a rush test; auth is tested elsewhere)."""
     from domain.auth import issue_token
     from tests.helpers import unique
 
-    names = [unique("rush") for _ in range(n)]
+    names = [unique(role) for _ in range(n)]
     with db.begin() as conn:
-        ids = [conn.execute(text("INSERT INTO users (username, password_hash) VALUES (:u, 'x') RETURNING id"),
-                            {"u": name}).scalar() for name in names]
-    return [{"id": i, "username": name,
-             "headers": {"Authorization": f"Bearer {issue_token(i, name, 'assistant', jwt_secret, 3600)}"}}
+        ids = [conn.execute(text("INSERT INTO users (username, password_hash, role) VALUES (:u, 'x', :r) "
+                                 "RETURNING id"), {"u": name, "r": role}).scalar() for name in names]
+    return [{"id": i, "username": name, "role": role,
+             "headers": {"Authorization": f"Bearer {issue_token(i, name, role, jwt_secret, 3600)}"}}
             for i, name in zip(ids, names)]
 
 

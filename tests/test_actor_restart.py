@@ -17,8 +17,9 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from sqlalchemy import text
 
-from tests.helpers import register
-from tests.inventory_checks import (
+from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
+    fast_users,
+    person,
     actor_figures,
     assert_consistent,
     db_counters,
@@ -174,20 +175,20 @@ def test_killed_mid_rush_loses_no_confirmed_order(server, http, db, jwt_secret):
             owner_id = conn.execute(text("SELECT user_id FROM orders WHERE id = :o"), {"o": victim.id}).scalar()
         owner = next(b for b in buyers if b["id"] == owner_id)
         assert http.post(f"/api/orders/{victim.id}/cancel", headers=owner["headers"]).status_code == 201
-    r = http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=register(http)["headers"])
+    r = http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=person()["headers"])
     assert r.status_code == 201, r.text
     assert_consistent(db, http, cat["event"], cat["category"])
 
 
 def test_active_hold_survives_a_restart(http, db):
     cat = new_category(http, seats=5)
-    buyer = register(http)
+    buyer = person()
     held = http.post("/api/holds", json={**cat["body"], "quantity": 3}, headers=buyer["headers"]).json()
     kill_and_wait(cat)
     figures = actor_figures(cat["event"], cat["category"])
     assert (figures["heldSeats"], figures["availableSeats"], figures["activeHolds"]) == (3, 2, 1)
     # still the owner's only: others cannot take those seats, the owner can buy them
-    r = http.post("/api/orders", json={**cat["body"], "quantity": 3}, headers=register(http)["headers"])
+    r = http.post("/api/orders", json={**cat["body"], "quantity": 3}, headers=person()["headers"])
     assert r.status_code == 400, r.text
     r = http.post("/api/orders/with-lock", json={**cat["body"], "quantity": 3, "lockId": held["lockId"]},
                   headers=buyer["headers"])
@@ -198,9 +199,9 @@ def test_active_hold_survives_a_restart(http, db):
 
 def test_hold_that_expired_while_the_actor_was_down_is_expired_on_reload(http, db):
     cat = new_category(http, seats=5)
-    buyer = register(http)
+    buyer = person()
     assert http.post("/api/holds", json={**cat["body"], "quantity": 1},
-                     headers=register(http)["headers"]).status_code == 201
+                     headers=person()["headers"]).status_code == 201
     ray.get(actor(cat).configure.remote({"hold_seconds": 1, "max_per_order": 10}))
     short = http.post("/api/holds", json={**cat["body"], "quantity": 4}, headers=buyer["headers"]).json()
     kill_and_wait(cat)  # the restarted actor does not load until someone asks it something
@@ -223,7 +224,7 @@ def test_hold_that_expired_while_the_actor_was_down_is_expired_on_reload(http, d
 def test_requests_during_the_restart_are_answered(http, db):
     """Calls that arrive while the actor restarts wait for it (or get a clean 503), never a 500."""
     cat = new_category(http, seats=50)
-    buyers = [register(http) for _ in range(3)]
+    buyers = [person() for _ in range(3)]
     http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=buyers[0]["headers"])
     kill(cat)
     statuses = [http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=b["headers"]).status_code

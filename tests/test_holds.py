@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 import pytest
 import ray
 
-from tests.helpers import register
-from tests.inventory_checks import (
+from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
+    fast_users,
+    person,
     actor_figures,
     assert_consistent,
     db_counters,
@@ -25,7 +26,7 @@ def cat(http):
 
 @pytest.fixture()
 def buyer(http):
-    return register(http)
+    return person()
 
 
 def hold(http, cat, user, quantity=2, **extra):
@@ -91,7 +92,7 @@ def test_unknown_or_mismatched_category_is_404(http, db, cat, buyer):
 
 
 def test_not_enough_seats_is_refused(http, db, cat):
-    a, b = register(http), register(http)
+    a, b = person(), person()
     assert hold(http, cat, a, 8).status_code == 201
     assert_error(hold(http, cat, b, 3), 400, "Only 2 tickets available")
     assert hold(http, cat, b, 2).status_code == 201
@@ -110,7 +111,7 @@ def test_one_active_hold_per_user_and_category(http, db, cat, buyer):
 
 
 def test_list_my_holds_shows_only_mine(http, cat, buyer):
-    stranger = register(http)
+    stranger = person()
     mine = hold(http, cat, buyer, 2).json()
     hold(http, cat, stranger, 1)
     r = http.get("/api/holds", headers=buyer["headers"])
@@ -142,7 +143,7 @@ def test_release_by_owner_frees_the_seats(http, db, cat, buyer):
 
 def test_release_by_a_stranger_is_refused(http, db, cat, buyer):
     mine = hold(http, cat, buyer, 4).json()
-    stranger = register(http)
+    stranger = person()
     assert_error(http.delete(f"/api/holds/{mine['lockId']}", headers=stranger["headers"]), 404)
     assert_error(http.delete(f"/api/holds/{mine['lockId']}"), 401)
     assert hold_status(db, mine["lockId"]) == "active"
@@ -165,14 +166,14 @@ def test_reserve_makes_a_hold_of_the_caller(http, db, cat, buyer):
     assert hold_status(db, r.json()["lockId"]) == "active"
     assert [h["lockId"] for h in http.get("/api/holds", headers=buyer["headers"]).json()] == [r.json()["lockId"]]
     assert_error(http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 9},
-                           headers=register(http)["headers"]), 400, "Only 8 tickets available")
+                           headers=person()["headers"]), 400, "Only 8 tickets available")
     assert_error(http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": -5},
                            headers=buyer["headers"]), 400)
     assert db_counters(db, cat["category"])["held"] == 2
 
 
 def test_seed_release_frees_only_the_callers_own_hold(http, db, cat, buyer):
-    stranger = register(http)
+    stranger = person()
     mine = http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 3},
                      headers=buyer["headers"]).json()
     release = {"categoryId": cat["category"], "quantity": 3}
@@ -208,7 +209,7 @@ def test_deleting_an_event_stops_new_holds_at_once(http, db, cat, buyer):
     existing = hold(http, cat, buyer, 2).json()
     r = http.delete(f"/api/events/{cat['event']}", headers=cat["org"]["headers"])
     assert r.status_code == 200, r.text
-    late = register(http)
+    late = person()
     assert_error(hold(http, cat, late, 1), 404)
     assert_error(http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=late["headers"]), 404)
     # the existing hold cannot be bought any more, but its owner may still let it go
@@ -220,7 +221,7 @@ def test_deleting_an_event_stops_new_holds_at_once(http, db, cat, buyer):
 
 
 def test_hold_expires_on_its_own(http, db, cat, buyer, ray_cluster):
-    first = hold(http, cat, register(http), 1).json()
+    first = hold(http, cat, person(), 1).json()
     handle = ray.get_actor(f"category:{cat['event']}:{cat['category']}", namespace="ticketing")
     ray.get(handle.configure.remote({"hold_seconds": 1, "max_per_order": 10}))
     short = hold(http, cat, buyer, 3).json()

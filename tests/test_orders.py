@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.helpers import register
-from tests.inventory_checks import (
+from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
+    fast_users,
+    person,
     assert_consistent,
     db_counters,
     hold_status,
@@ -26,7 +27,7 @@ def cat(http):
 
 @pytest.fixture()
 def buyer(http):
-    return register(http)
+    return person()
 
 
 def buy(http, cat, user, quantity=2, headers=None, **extra):
@@ -89,7 +90,7 @@ def test_bad_quantity_is_refused_and_changes_nothing(http, db, cat, buyer, quant
 
 def test_not_enough_seats(http, db, cat, buyer):
     assert buy(http, cat, buyer, 9).status_code == 201
-    assert_error(buy(http, cat, register(http), 2), 400, "Only 1 tickets left")
+    assert_error(buy(http, cat, person(), 2), 400, "Only 1 tickets left")
     assert db_counters(db, cat["category"])["sold"] == 9
 
 
@@ -136,7 +137,7 @@ def test_with_lock_without_a_lock_is_a_plain_order(http, db, cat, buyer, lock_id
 
 def test_with_lock_refuses_someone_elses_or_unknown_or_wrong_lock(http, db, cat, buyer):
     mine = hold(http, cat, buyer, 2)
-    thief = register(http)
+    thief = person()
     assert_error(with_lock(http, cat, thief, mine["lockId"]), 400, "expired or is invalid")
     assert_error(with_lock(http, cat, buyer, str(uuid.uuid4())), 400, "expired or is invalid")
     assert_error(with_lock(http, cat, buyer, "garbage"), 400, "expired or is invalid")
@@ -155,7 +156,7 @@ def test_with_lock_refuses_someone_elses_or_unknown_or_wrong_lock(http, db, cat,
 def test_my_orders_newest_first_and_only_mine(http, cat, buyer):
     first = buy(http, cat, buyer, 1).json()
     second = buy(http, cat, buyer, 2).json()
-    buy(http, cat, register(http), 1)
+    buy(http, cat, person(), 1)
     r = http.get("/api/orders", headers=buyer["headers"])
     assert r.status_code == 200
     assert [o["id"] for o in r.json()] == [second["id"], first["id"]]
@@ -168,8 +169,8 @@ def test_order_is_visible_to_its_owner_and_the_events_organizer_only(http, cat, 
     r = http.get(f"/api/orders/{order['id']}", headers=buyer["headers"])
     assert r.status_code == 200 and r.json() == order | {"updatedAt": r.json()["updatedAt"]}
     assert http.get(f"/api/orders/{order['id']}", headers=cat["org"]["headers"]).status_code == 200
-    assert_error(http.get(f"/api/orders/{order['id']}", headers=register(http)["headers"]), 403)
-    assert_error(http.get(f"/api/orders/{order['id']}", headers=register(http, "organizer")["headers"]), 403)
+    assert_error(http.get(f"/api/orders/{order['id']}", headers=person()["headers"]), 403)
+    assert_error(http.get(f"/api/orders/{order['id']}", headers=person("organizer")["headers"]), 403)
     assert_error(http.get(f"/api/orders/{order['id']}"), 401)
 
 
@@ -182,12 +183,12 @@ def test_order_ids_out_of_range_are_clean_errors(http, buyer, order_id, status):
 
 def test_orders_of_an_event_are_for_its_organizer(http, cat, buyer):
     order = buy(http, cat, buyer, 1).json()
-    other = buy(http, cat, register(http), 2).json()
+    other = buy(http, cat, person(), 2).json()
     r = http.get(f"/api/orders/event/{cat['event']}", headers=cat["org"]["headers"])
     assert r.status_code == 200
     assert {o["id"] for o in r.json()} == {order["id"], other["id"]}
     assert_error(http.get(f"/api/orders/event/{cat['event']}", headers=buyer["headers"]), 403)
-    assert_error(http.get(f"/api/orders/event/{cat['event']}", headers=register(http, "organizer")["headers"]), 403)
+    assert_error(http.get(f"/api/orders/event/{cat['event']}", headers=person("organizer")["headers"]), 403)
     assert_error(http.get(f"/api/orders/event/{2**31 - 1}", headers=cat["org"]["headers"]), 404)
     assert_error(http.get("/api/orders/event/abc", headers=cat["org"]["headers"]), 400)
 
@@ -200,7 +201,7 @@ def test_all_orders_are_only_the_organizers_own_events(http, cat, buyer):
     assert r.status_code == 200
     assert [o["id"] for o in r.json()] == [mine["id"]]
     assert [o["id"] for o in http.get("/api/orders/all", headers=elsewhere["org"]["headers"]).json()] == [theirs["id"]]
-    assert http.get("/api/orders/all", headers=register(http, "organizer")["headers"]).json() == []
+    assert http.get("/api/orders/all", headers=person("organizer")["headers"]).json() == []
     assert_error(http.get("/api/orders/all", headers=buyer["headers"]), 403)
     assert_error(http.get("/api/orders/all"), 401)
 
@@ -210,7 +211,7 @@ def test_all_orders_are_only_the_organizers_own_events(http, cat, buyer):
 
 def test_cancel_by_owner_once(http, db, cat, buyer):
     order = buy(http, cat, buyer, 4, notes="mine").json()
-    assert_error(http.post(f"/api/orders/{order['id']}/cancel", headers=register(http)["headers"]), 403)
+    assert_error(http.post(f"/api/orders/{order['id']}/cancel", headers=person()["headers"]), 403)
     assert_error(http.post(f"/api/orders/{order['id']}/cancel", headers=cat["org"]["headers"]), 403)
     assert db_counters(db, cat["category"])["sold"] == 4
     r = http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"])
@@ -226,9 +227,9 @@ def test_cancel_by_owner_once(http, db, cat, buyer):
 
 def test_cancelled_seats_sell_again(http, db, cat, buyer):
     order = buy(http, cat, buyer, 10).json()
-    assert_error(buy(http, cat, register(http), 1), 400)
+    assert_error(buy(http, cat, person(), 1), 400)
     http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"])
-    assert buy(http, cat, register(http), 10).status_code == 201
+    assert buy(http, cat, person(), 10).status_code == 201
     assert_consistent(db, http, cat["event"], cat["category"])
 
 
@@ -245,7 +246,7 @@ def test_retried_post_returns_the_first_order(http, db, cat, buyer):
     # the same key with another body is an error, not a second order
     assert_error(buy(http, cat, buyer, 3, headers=key), 422)
     # keys are per user: another buyer's identical key is a new order
-    assert buy(http, cat, register(http), 2, headers=key).status_code == 201
+    assert buy(http, cat, person(), 2, headers=key).status_code == 201
     assert len(order_rows(db, cat["category"])) == 2
 
 
@@ -284,15 +285,15 @@ def test_idempotency_key_too_long_is_refused(http, db, cat, buyer):
 def test_orders_for_a_deleted_event_are_refused(http, db, cat, buyer):
     assert buy(http, cat, buyer, 1).status_code == 201
     assert http.delete(f"/api/events/{cat['event']}", headers=cat["org"]["headers"]).status_code == 200
-    assert_error(buy(http, cat, register(http), 1), 404)
-    assert_error(with_lock(http, cat, register(http), None, 1), 404)
+    assert_error(buy(http, cat, person(), 1), 404)
+    assert_error(with_lock(http, cat, person(), None, 1), 404)
     assert db_counters(db, cat["category"])["sold"] == 1
 
 
 def past_category(http, db) -> dict:
     """An event whose date has passed (through the API if it accepts past dates, else via the DB)."""
     past = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
-    org = register(http, "organizer")
+    org = person("organizer")
     r = http.post("/api/events", json={"eventName": "Yesterday", "eventCategory": "music", "eventDate": past,
                                        "ticketCategories": [{"categoryName": "G", "price": "5.00", "totalSeats": 5}]},
                   headers=org["headers"])
@@ -318,7 +319,7 @@ def test_orders_and_holds_for_a_past_event_are_refused(http, db, buyer):
 
 
 def test_stats_report_holds_and_sales_per_category(http, db, cat, buyer):
-    hold(http, cat, register(http), 3)
+    hold(http, cat, person(), 3)
     buy(http, cat, buyer, 2)
     r = http.get("/api/stats")
     assert r.status_code == 200, r.text

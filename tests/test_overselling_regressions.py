@@ -13,8 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.helpers import create_event, register
-from tests.inventory_checks import (
+from tests.helpers import create_event
+from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
+    fast_users,
+    person,
     assert_consistent,
     configure_actor,
     db_counters,
@@ -97,7 +99,7 @@ def test_s8_02_check_then_act_holds_and_orders_race_for_the_last_seats(server, h
 def test_s8_03_negative_quantity(http, db):
     """Seed: quantity -5 created a confirmed order with a negative total and decreased reservedSeats."""
     cat = new_category(http, seats=5)
-    buyer = register(http)
+    buyer = person()
     assert order(http, cat, buyer, 2).status_code == 201
     for q in (-5, -1, 0):
         assert order(http, cat, buyer, q).status_code == 400
@@ -118,7 +120,7 @@ def test_s8_03_negative_quantity(http, db):
 def test_s8_04_release_by_a_stranger_frees_nothing(http, db):
     """Seed: /tickets/release was open to anyone for any category and quantity, freeing sold seats."""
     cat = new_category(http, seats=5)
-    owner, holder, stranger = register(http), register(http), register(http)
+    owner, holder, stranger = person(), person(), person()
     assert order(http, cat, owner, 3).status_code == 201
     held = hold(http, cat, holder, 2).json()
     assert db_counters(db, cat["category"]) == {"total": 5, "held": 2, "sold": 3}
@@ -139,13 +141,13 @@ def test_s8_04_release_by_a_stranger_frees_nothing(http, db):
 
 def test_s8_04_reserve_is_bounded_per_user(http, db):
     cat = new_category(http, seats=100)
-    greedy = register(http)
+    greedy = person()
     r = http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 10}, headers=greedy["headers"])
     assert r.status_code == 201, r.text
     assert http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 10},
                      headers=greedy["headers"]).status_code == 409
     assert http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 11},
-                     headers=register(http)["headers"]).status_code == 400
+                     headers=person()["headers"]).status_code == 400
     assert db_counters(db, cat["category"])["held"] == 10
 
 
@@ -155,8 +157,8 @@ def test_s8_04_reserve_is_bounded_per_user(http, db):
 def test_s8_05_double_cancel_concurrently(server, http, db):
     """Seed: two concurrent cancels both passed `status === confirmed` and both released the seats."""
     cat = new_category(http, seats=10)
-    owner = register(http)
-    keep = order(http, cat, register(http), 4).json()
+    owner = person()
+    keep = order(http, cat, person(), 4).json()
     mine = order(http, cat, owner, 3).json()
     results = gather(server, [("POST", f"/api/orders/{mine['id']}/cancel", None, owner["headers"])] * 12)
     assert codes(results) == Counter({201: 1, 400: 11}), codes(results)
@@ -172,11 +174,11 @@ def test_s8_05_double_cancel_concurrently(server, http, db):
 def test_s8_06_orders_cannot_take_seats_others_hold(http, db):
     """Seed: POST /orders ignored locks, so lock holders later failed at order time."""
     cat = new_category(http, seats=5)
-    holder, rival = register(http), register(http)
+    holder, rival = person(), person()
     held = hold(http, cat, holder, 4).json()
     assert order(http, cat, rival, 2).status_code == 400
     assert order(http, cat, rival, 1).status_code == 201
-    assert order(http, cat, register(http), 1).status_code == 400
+    assert order(http, cat, person(), 1).status_code == 400
     assert with_lock(http, cat["body"], holder, held["lockId"], 4).status_code == 201  # the holder still gets them
     assert assert_consistent(db, http, cat["event"], cat["category"]) == {"total": 5, "held": 0, "sold": 5}
 
@@ -187,7 +189,7 @@ def test_s8_06_orders_cannot_take_seats_others_hold(http, db):
 def test_s8_07_lock_race_same_user_twice_concurrently(server, http, db):
     """Seed: the duplicate-lock check ran before an await, so one user's concurrent requests all passed."""
     cat = new_category(http, seats=50)
-    user = register(http)
+    user = person()
     results = gather(server, [("POST", "/api/holds", {**cat["body"], "quantity": 3}, user["headers"])] * 10)
     assert codes(results) == Counter({201: 1, 409: 9}), codes(results)
     assert db_counters(db, cat["category"])["held"] == 3
@@ -210,7 +212,7 @@ def test_s8_07_lock_race_many_users_cannot_over_lock(server, http, db, jwt_secre
 
 def test_s8_08_confirm_with_someone_elses_lock(http, db):
     cat = new_category(http, seats=5)
-    owner, thief = register(http), register(http)
+    owner, thief = person(), person()
     held = hold(http, cat, owner, 2).json()
     assert with_lock(http, cat["body"], thief, held["lockId"], 2).status_code == 400
     assert hold_status(db, held["lockId"]) == "active" and order_rows(db, cat["category"]) == []
@@ -220,7 +222,7 @@ def test_s8_08_confirm_with_someone_elses_lock(http, db):
 def test_s8_08_confirm_with_another_quantity(http, db):
     """Seed: a lock for 1 seat could confirm an order for 100."""
     cat = new_category(http, seats=20)
-    owner = register(http)
+    owner = person()
     held = hold(http, cat, owner, 1).json()
     for q in (2, 10, 100):
         assert with_lock(http, cat["body"], owner, held["lockId"], q).status_code == 400
@@ -231,13 +233,13 @@ def test_s8_08_confirm_with_another_quantity(http, db):
 
 
 def test_s8_08_confirm_for_another_event_or_category(http, db):
-    org = register(http, "organizer")
+    org = person("organizer")
     event = create_event(http, org, ticketCategories=[
         {"categoryName": "Floor", "price": "10.00", "totalSeats": 5},
         {"categoryName": "VIP", "price": "99.00", "totalSeats": 5}])
     floor, vip = event["ticketCategories"]
     elsewhere = new_category(http, seats=5)
-    owner = register(http)
+    owner = person()
     floor_body = {"eventId": event["idEvent"], "categoryId": floor["id"]}
     held = http.post("/api/holds", json={**floor_body, "quantity": 2}, headers=owner["headers"]).json()
     assert with_lock(http, {"eventId": event["idEvent"], "categoryId": vip["id"]}, owner,
@@ -253,9 +255,9 @@ def test_s8_08_confirm_for_another_event_or_category(http, db):
 def test_s8_08_confirm_with_an_expired_lock(http, db):
     """Seed: an expired lock stayed `active` up to 60 s and still confirmed."""
     cat = new_category(http, seats=5)
-    assert hold(http, cat, register(http), 1).status_code == 201  # the actor is running
+    assert hold(http, cat, person(), 1).status_code == 201  # the actor is running
     configure_actor(cat["event"], cat["category"], hold_seconds=1)
-    owner = register(http)
+    owner = person()
     held = hold(http, cat, owner, 2).json()
     with db.connect() as conn:
         expires = conn.execute(text("SELECT expires_at FROM holds WHERE id = :h"), {"h": held["lockId"]}).scalar()
@@ -277,7 +279,7 @@ def conn_now(db):
 def test_s8_09_string_quantity(http, db):
     """Seed: reservedSeats + "2" concatenated to "52"."""
     cat = new_category(http, seats=60)
-    buyer = register(http)
+    buyer = person()
     assert order(http, cat, buyer, 5).status_code == 201
     for q in ("2", "02", "2.0", "1e1", ""):
         assert order(http, cat, buyer, q).status_code == 400
@@ -296,10 +298,10 @@ def test_s8_09_string_quantity(http, db):
 def test_s8_10_deleted_event(http, db):
     """Seed: orders for deleted events were accepted; reserve ignored isActive."""
     cat = new_category(http, seats=5)
-    buyer = register(http)
+    buyer = person()
     held = hold(http, cat, buyer, 1).json()
     assert http.delete(f"/api/events/{cat['event']}", headers=cat["org"]["headers"]).status_code == 200
-    other = register(http)
+    other = person()
     assert order(http, cat, other, 1).status_code == 404
     assert hold(http, cat, other, 1).status_code == 404
     assert http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 1},
@@ -311,7 +313,7 @@ def test_s8_10_deleted_event(http, db):
 def test_s8_10_past_event(http, db):
     cat = new_category(http, seats=5)
     make_past(db, cat["event"])  # before any request: the category actor loads the past date
-    buyer = register(http)
+    buyer = person()
     assert order(http, cat, buyer, 1).status_code == 400
     assert hold(http, cat, buyer, 1).status_code == 400
     assert http.post("/api/events/tickets/reserve", json={**cat["body"], "quantity": 1},
@@ -322,14 +324,14 @@ def test_s8_10_past_event(http, db):
 def test_s8_10_event_moved_into_the_past_stops_selling(http, db):
     """An organizer reschedules into the past through the API: the running actor learns it at once."""
     cat = new_category(http, seats=5)
-    buyer = register(http)
+    buyer = person()
     held = hold(http, cat, buyer, 1).json()
     r = http.put(f"/api/events/{cat['event']}", json={"eventDate": "2001-01-01T00:00:00Z"},
                  headers=cat["org"]["headers"])
     if r.status_code == 400:
         pytest.skip("the API refuses past dates, so this path no longer exists")
     assert r.status_code == 200, r.text
-    assert order(http, cat, register(http), 1).status_code == 400
+    assert order(http, cat, person(), 1).status_code == 400
     assert with_lock(http, cat["body"], buyer, held["lockId"], 1).status_code == 400
     assert db_counters(db, cat["category"])["sold"] == 0
 
@@ -340,9 +342,9 @@ def test_s8_10_event_moved_into_the_past_stops_selling(http, db):
 def test_s8_11_refused_orders_leave_nothing_behind(http, db):
     """Seed: a failed reservation left a `pending` order forever; a failed confirm left seats held."""
     cat = new_category(http, seats=3)
-    buyer = register(http)
+    buyer = person()
     assert order(http, cat, buyer, 3).status_code == 201
-    assert order(http, cat, register(http), 1).status_code == 400  # sold out
+    assert order(http, cat, person(), 1).status_code == 400  # sold out
     assert with_lock(http, cat["body"], buyer, str(uuid.uuid4()), 1).status_code == 400
     assert with_lock(http, cat["body"], buyer, "nonsense", 1).status_code == 400
     key = {"Idempotency-Key": uuid.uuid4().hex}
@@ -379,7 +381,7 @@ def test_s8_11_one_bad_request_does_not_fail_its_batch(server, http, db, jwt_sec
 def test_s8_12_large_order_ids(http, db):
     """Seed: ids above 2^53 were rounded by ParseIntPipe, so real orders returned 404."""
     cat = new_category(http, seats=5)
-    buyer = register(http)
+    buyer = person()
     big = 2**53 + 12345
     with db.begin() as conn:  # every later order in this database gets an id above 2^53
         nxt = conn.execute(text("SELECT last_value FROM orders_id_seq")).scalar()
