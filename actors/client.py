@@ -14,12 +14,14 @@ from ray.exceptions import RayError
 
 from actors import NAMESPACE, category_actor_name
 from actors.category import TicketCategory
+from domain.errors import Unavailable
 from domain.inventory import Request
 from storage.database import make_engine
 from storage.events_store import category_exists
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
+REFRESH_ATTEMPTS = 12  # ~15 s of backoff: longer than an actor restart takes
 UNAVAILABLE = {"ok": False, "status": 503, "message": "Service temporarily unavailable, please retry",
                "availableTickets": None}
 NOT_FOUND = {"ok": False, "status": 404, "message": "Ticket category not found", "availableTickets": None}
@@ -101,7 +103,20 @@ class CategoryActors:
         for category_id in category_ids:
             handle = await self.handle(event_id, category_id, create=False)
             if handle is not None:
+                await self._refresh_one(handle, (event_id, category_id))
+
+    @staticmethod
+    async def _refresh_one(handle, key: Key) -> None:
+        # An actor that is restarting reloads from PostgreSQL anyway, but only an answered refresh
+        # proves no instance still sells on stale details, so retry until one answers.
+        for attempt in range(REFRESH_ATTEMPTS):
+            try:
                 await handle.refresh.remote()
+                return
+            except RayError:
+                log.warning("refresh of category actor %s failed (attempt %d)", key, attempt + 1)
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        raise Unavailable("Service temporarily unavailable, please retry")
 
     async def configure(self, tunables: dict) -> None:
         self.tunables.update(tunables)

@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 import httpx
+import pytest
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from sqlalchemy import text
@@ -232,3 +233,21 @@ def test_requests_during_the_restart_are_answered(http, db):
     assert set(statuses) <= {201, 503}, statuses
     assert_consistent(db, http, cat["event"], cat["category"])
 
+
+
+@pytest.mark.parametrize("attempt", range(3))  # a race: a few tries make it likely to hit
+def test_deleting_an_event_while_its_actor_restarts(http, db, attempt):
+    """The delete must not fail because the actor is restarting, and no hold may slip in after it."""
+    cat = new_category(http, seats=5)
+    assert http.post("/api/holds", json={**cat["body"], "quantity": 1},
+                     headers=person()["headers"]).status_code == 201
+    kill(cat)
+    r = http.delete(f"/api/events/{cat['event']}", headers=cat["org"]["headers"])
+    assert r.status_code == 200, r.text
+    late = person()
+    for _ in range(3):
+        r = http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=late["headers"])
+        assert r.status_code in (404, 503), r.text
+        if r.status_code == 404:
+            break
+    assert db_counters(db, cat["category"])["held"] == 1

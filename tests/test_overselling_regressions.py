@@ -396,3 +396,31 @@ def test_s8_12_large_order_ids(http, db):
     for bad in (2**63, 2**64 + 1, "9" * 40):
         assert http.get(f"/api/orders/{bad}", headers=buyer["headers"]).status_code == 400
     assert assert_consistent(db, http, cat["event"], cat["category"])["sold"] == 0
+
+
+def test_s8_08_one_lock_confirmed_concurrently_makes_one_order(server, http, db):
+    """Seed: confirmLock only checked `status === active` before an await; here ten concurrent
+    confirmations of one hold (no idempotency key) make exactly one order."""
+    cat = new_category(http, seats=10)
+    owner = person()
+    held = hold(http, cat, owner, 3).json()
+    body = {**cat["body"], "quantity": 3, "lockId": held["lockId"]}
+    results = gather(server, [("POST", "/api/orders/with-lock", body, owner["headers"])] * 10)
+    assert codes(results) == Counter({201: 1, 400: 9}), codes(results)
+    assert len(order_rows(db, cat["category"])) == 1
+    assert assert_consistent(db, http, cat["event"], cat["category"]) == {"total": 10, "held": 0, "sold": 3}
+
+
+def test_s8_08_confirm_racing_release_is_one_or_the_other(server, http, db):
+    cat = new_category(http, seats=10)
+    owner = person()
+    for _ in range(5):
+        held = hold(http, cat, owner, 2).json()
+        body = {**cat["body"], "quantity": 2, "lockId": held["lockId"]}
+        results = gather(server, [("POST", "/api/orders/with-lock", body, owner["headers"]),
+                                  ("DELETE", f"/api/holds/{held['lockId']}", None, owner["headers"])])
+        confirmed, released = results[0].status_code == 201, results[1].status_code == 200
+        assert confirmed != released, [r.text for r in results]
+        assert hold_status(db, held["lockId"]) == ("confirmed" if confirmed else "released")
+    counters = assert_consistent(db, http, cat["event"], cat["category"])
+    assert counters["held"] == 0 and counters["sold"] == 2 * len(order_rows(db, cat["category"]))
