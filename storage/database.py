@@ -32,9 +32,12 @@ def resolve_database_url(data_dir: Path | None = None) -> str:
     return normalise_url(start_embedded((data_dir or settings.data_dir()) / "pgdata"))
 
 
-def make_engine(url: str, *, pool_size: int = 4) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 4, max_overflow: int | None = None) -> AsyncEngine:
     return create_async_engine(
-        normalise_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        normalise_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_pre_ping=True,
     )
 
 
