@@ -97,13 +97,14 @@ class Realtime:
         self.hub.add(session)
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
                                    "username": principal.username, "message": "Connected to realtime service"})
-        pump = asyncio.ensure_future(session.pump(websocket.send_text))
+        pump = session.pump_task = asyncio.ensure_future(session.pump(websocket.send_text))
         reader = asyncio.ensure_future(self._read(websocket, session))
         try:
             done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
             if pump in done and not reader.done():
                 # The client fell behind (its outbox filled up or a send stalled): drop it, not the others.
-                self.hub.laggards += 1
+                if not pump.cancelled():
+                    self.hub.laggards += 1  # (a stalled send is counted by the watchdog)
                 with contextlib.suppress(Exception):
                     await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
         finally:

@@ -79,26 +79,34 @@ class Session:
     outbox: Outbox = field(default_factory=Outbox)
     rooms: set[int] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)  # categories where this socket made holds
+    send_started: float = 0.0  # monotonic time of the send in progress, 0 when idle
+    pump_task: asyncio.Future | None = None  # set by the socket handler; the watchdog cancels it
 
     def send(self, event: str, data: dict) -> bool:
         return self.outbox.put(message(event, data))
 
     async def pump(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Send whatever is queued, in order, until the outbox overflows or a send stalls."""
+        """Send whatever is queued, in order, until the outbox overflows. A send that stalls is caught
+        by the hub's watchdog (cheaper than a timeout around every send), which cancels this task."""
         while True:
             await self.outbox.ready.wait()
             if self.outbox.overflowed:
                 return
             for text in self.outbox.take():
-                try:
-                    await asyncio.wait_for(send(text), SEND_TIMEOUT_S)
-                except TimeoutError:
-                    return
+                self.send_started = time.monotonic()
+                await send(text)
+            self.send_started = 0.0
+
+    def stalled(self, now: float, limit_s: float) -> bool:
+        return bool(self.send_started) and now - self.send_started > limit_s
 
 
 class Hub:
-    def __init__(self, poll: Callable[[str | None, int], Awaitable[dict]], *, min_interval_s: float = 0.0) -> None:
+    def __init__(self, poll: Callable[[str | None, int], Awaitable[dict]], *, min_interval_s: float = 0.0,
+                 send_timeout_s: float = SEND_TIMEOUT_S, watch_every_s: float = 1.0) -> None:
         self.poll = poll
+        self.send_timeout_s = send_timeout_s
+        self.watch_every_s = watch_every_s
         self.min_interval_s = min_interval_s  # extra coalescing window between fan-outs (0: none)
         self.sessions: set[Session] = set()
         self.rooms: dict[int, set[Session]] = {}
@@ -107,6 +115,7 @@ class Hub:
         self.version = 0
         self.generation = 0
         self.task: asyncio.Task | None = None
+        self.watchdog: asyncio.Task | None = None
         self.fanouts = 0
         self.updates_queued = 0
         self.laggards = 0
@@ -138,16 +147,30 @@ class Hub:
 
     # ---- the poll loop ----
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
+            self.task = loop.create_task(self._run())
+        if self.watchdog is None or self.watchdog.done():
+            self.watchdog = loop.create_task(self._watch())
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self.task, self.watchdog):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    async def _watch(self) -> None:
+        """Every second: a socket whose send has been stuck too long is a laggard; stop its pump."""
+        while True:
+            await asyncio.sleep(self.watch_every_s)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                if session.stalled(now, self.send_timeout_s) and session.pump_task is not None:
+                    self.laggards += 1
+                    session.pump_task.cancel()
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -163,7 +186,10 @@ class Hub:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            self.deliver(result)
+            try:
+                self.deliver(result)
+            except Exception:  # a malformed snapshot must not stop delivery to everyone
+                log.exception("fan-out failed")
             if self.min_interval_s:
                 await asyncio.sleep(max(0.0, self.min_interval_s - (time.monotonic() - started)))
 

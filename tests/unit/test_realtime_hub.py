@@ -138,3 +138,33 @@ def test_pump_sends_in_order_and_a_slow_socket_does_not_block_another():
         for pump in pumps:
             pump.cancel()
     run(scenario())
+
+
+def test_watchdog_stops_the_pump_of_a_socket_whose_send_stalls():
+    async def scenario():
+        async def idle_poll(epoch, since):
+            await asyncio.Event().wait()
+        hub = Hub(idle_poll, send_timeout_s=0.05, watch_every_s=0.01)
+        stuck, fine = Session("s", 1), Session("f", 2)
+        for session in (stuck, fine):
+            hub.add(session)
+        hub.start()
+        delivered = []
+
+        async def never_returns(text):
+            await asyncio.Event().wait()
+
+        async def records(text):
+            delivered.append(text)
+        stuck.pump_task = asyncio.ensure_future(stuck.pump(never_returns))
+        fine.pump_task = asyncio.ensure_future(fine.pump(records))
+        stuck.send("connected", {})
+        fine.send("connected", {})
+        try:
+            await asyncio.wait_for(asyncio.gather(stuck.pump_task, return_exceptions=True), 5)
+        finally:
+            await hub.stop()
+        assert stuck.pump_task.cancelled() and hub.laggards == 1
+        assert not fine.pump_task.done() and len(delivered) == 1
+        fine.pump_task.cancel()
+    run(scenario())
