@@ -102,11 +102,14 @@ class Realtime:
         try:
             done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
             if pump in done and not reader.done():
-                # The client fell behind (its outbox filled up or a send stalled): drop it, not the others.
-                if not pump.cancelled():
-                    self.hub.laggards += 1  # (a stalled send is counted by the watchdog)
-                with contextlib.suppress(Exception):
-                    await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
+                failed = None if pump.cancelled() else pump.exception()
+                if failed is None:
+                    # The client fell behind (its outbox filled up, or the watchdog cancelled a stalled
+                    # send): drop it, not the others.
+                    if not pump.cancelled():
+                        self.hub.laggards += 1
+                    with contextlib.suppress(Exception):
+                        await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
         finally:
             self.hub.remove(session)
             for task in (pump, reader):
