@@ -117,10 +117,23 @@ async def rush(db_url: str, event_id: int, category_id: int, users: list[int], i
             "holds_per_second": done["holds"] / holds_s}
 
 
+async def handshake_without_token(url: str) -> str:
+    """Sanity check under the chosen ingress: a socket without a token must be refused."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    try:
+        async with connect(url, proxy=None, open_timeout=30):
+            return "accepted (wrong!)"
+    except InvalidStatus as exc:
+        return f"refused with HTTP {exc.response.status_code}"
+
+
 async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
     import httpx
 
     event_id, category_id, users = make_category(db_url, seats=1_000_000, buyers=args.holds + 1)
+    refusal = await handshake_without_token(ws_url.split("?")[0])
     watchers = [Watcher() for _ in range(args.sockets)]
     measuring, stop = asyncio.Event(), asyncio.Event()
     gate = asyncio.Semaphore(args.connect_parallel)
@@ -164,6 +177,7 @@ async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
     last_receipt = max((w.last_at for w in watchers if w.delays), default=settled)
     span = max(1e-9, last_receipt - started)
     return {
+        "handshake_without_token": refusal,
         "sockets": args.sockets,
         "sockets_failed": len(failed),
         "failures": sorted(set(failed))[:5],
@@ -227,6 +241,7 @@ def main() -> None:
 
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
               "ray": ray.__version__, "ingress": args.ingress, "open_files_limit": limit,
+              "env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
               "config": vars(args)}
     report.update(asyncio.run(measure(ws_url, base, db_url, args)))
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def test_live_page_hold_watch_and_buy(browser, server, realtime, http, tmp_path)
         # Hold 2 seats: the hold appears with a running countdown, and the count drops for everyone.
         page.get_by_test_id(f"qty-{category_id}").fill("2")
         page.get_by_test_id(f"hold-{category_id}").click()
-        expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^0[45]:\d\d$"), timeout=WAIT_MS)
+        expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^\d\d:\d\d$"), timeout=WAIT_MS)
         expect(available).to_have_text("8", timeout=WAIT_MS)
         expect(page.get_by_test_id(f"held-{category_id}")).to_have_text("2", timeout=WAIT_MS)
 
