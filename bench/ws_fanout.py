@@ -213,6 +213,8 @@ def main() -> None:
     if args.ingress == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        # HAProxy's global connection limit is 4,096 by default: room for every socket plus the rush.
+        os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(max(4096, args.sockets + 2048)))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import ray
