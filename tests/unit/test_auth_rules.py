@@ -103,8 +103,10 @@ def test_other_hmac_algorithm_is_rejected_even_with_the_right_secret():
         {"role": None},  # no role
         {"role": "admin"},  # no such role
         {"sub": "abc"},  # subject is not a user id
+        {"sub": "0"},
+        {"sub": "2147483648"},  # beyond PostgreSQL integer ids
     ],
-    ids=["no-exp", "no-sub", "no-role", "unknown-role", "non-numeric-sub"],
+    ids=["no-exp", "no-sub", "no-role", "unknown-role", "non-numeric-sub", "zero-sub", "huge-sub"],
 )
 def test_tokens_missing_or_bad_claims_are_rejected(bad):
     body = {k: v for k, v in claims(**bad).items() if v is not None}
