@@ -51,8 +51,12 @@ async def health(engine: AsyncEngine) -> dict:
 
     try:
         async with engine.connect() as conn:
-            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    except Exception as exc:  # any failure means "not usable", which is what health reports
+            # to_regclass is NULL when the table is missing: a reachable database that was never migrated
+            # must say so, not pass for unreachable (the query on a missing table used to raise).
+            current = None
+            if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is not None:
+                current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except Exception as exc:  # any failure here means "cannot talk to it", which is what health reports
         return {"database": "unreachable", "migrated": False, "detail": type(exc).__name__}
     head = head_revision()
     return {"database": "reachable", "migrated": current == head, "revision": current, "head": head}
