@@ -230,7 +230,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ticketing-wsbench-"))
     db_url = normalise_url(os.environ.get("DATABASE_URL") or start_embedded(work / "pgdata", stop_on_exit=True))
     migrate.upgrade(db_url)
-    ray.init(num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app_args = {"database_url": db_url, "data_dir": str(work), "migrate": "0"}
