@@ -67,14 +67,13 @@ def cmd_serve(args) -> int:
 
 
 def cmd_db_stop(args) -> int:
-    pgdata = _data_dir(args) / "pgdata"
-    if not (pgdata / "postmaster.pid").exists():
-        print(f"no embedded PostgreSQL running in {pgdata}")
-        return 0
-    from storage.embedded import stop_embedded
+    from ticketing.local import stop_postgres
 
-    stop_embedded(pgdata)
-    print(f"stopped the embedded PostgreSQL in {pgdata}")
+    pgdata = _data_dir(args) / "pgdata"
+    if stop_postgres(pgdata):
+        print(f"stopped the embedded PostgreSQL in {pgdata}")
+    else:
+        print(f"no embedded PostgreSQL running in {pgdata}")
     return 0
 
 
