@@ -53,42 +53,48 @@ def test_serve_schema_rejects_a_broken_config(serve_config):
 
 
 @pytest.fixture(scope="module")
-def built_deployments(database_url, tmp_path_factory) -> dict:
-    """The deployments that `import_path` really builds, by name (build_app needs a database)."""
+def built_deployments(database_url, tmp_path_factory) -> dict[str, dict]:
+    """Per application: the deployments its `import_path` really builds, by name (builders need a DB)."""
     from ray._common.utils import import_attr
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve._private.build_app import build_app
 
-    app = ticketing_app(load("serve_config.yaml"))
-    args = {**app.get("args", {}), "database_url": database_url,
-            "data_dir": str(tmp_path_factory.mktemp("config-check"))}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TICKETING_DATA_DIR", args["data_dir"])
-        application = call_user_app_builder_with_args_if_necessary(import_attr(app["import_path"]), args)
-    built = build_app(application, name=app["name"])
-    return {d.name: d for d in built.deployments}
+    data_dir = str(tmp_path_factory.mktemp("config-check"))
+    built = {}
+    for app in load("serve_config.yaml")["applications"]:
+        args = {**app.get("args", {}), "database_url": database_url, "data_dir": data_dir}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TICKETING_DATA_DIR", data_dir)
+            application = call_user_app_builder_with_args_if_necessary(import_attr(app["import_path"]), args)
+        built[app["name"]] = {d.name: d for d in build_app(application, name=app["name"]).deployments}
+    return built
 
 
 def test_config_names_exactly_the_deployments_of_the_code(serve_config, built_deployments):
-    configured = [d["name"] for d in ticketing_app(serve_config)["deployments"]]
-    assert len(configured) == len(set(configured))
-    # Every name must exist (Serve rejects unknown names at deploy time), and every deployment is
-    # configured on purpose (replicas, concurrency, CPUs), none left to the code's defaults.
-    assert set(configured) == set(built_deployments)
+    for app in serve_config["applications"]:
+        configured = [d["name"] for d in app.get("deployments", [])]
+        assert len(configured) == len(set(configured)), app["name"]
+        # Every name must exist (Serve rejects unknown names at deploy time), and every deployment is
+        # configured on purpose (replicas, concurrency, CPUs), none left to the code's defaults.
+        assert set(configured) == set(built_deployments[app["name"]]), app["name"]
+    assert {"Gateway", "OrdersService", "AuthService", "UsersService", "EventsService"} == set(
+        built_deployments["ticketing"])
 
 
 def test_user_config_goes_to_reconfigure_with_known_tunables(serve_config, built_deployments):
     from ticketing.settings import Tunables
 
     known = {f.name for f in dataclasses.fields(Tunables)}
-    with_user_config = {d["name"]: d["user_config"] for d in ticketing_app(serve_config)["deployments"]
+    with_user_config = {(app["name"], d["name"]): d["user_config"]
+                        for app in serve_config["applications"] for d in app.get("deployments", [])
                         if "user_config" in d}
-    assert {"Gateway", "OrdersService"} <= set(with_user_config)
-    for name, user_config in with_user_config.items():
-        assert hasattr(built_deployments[name].func_or_class, "reconfigure"), name
+    assert {("ticketing", "Gateway"), ("ticketing", "OrdersService")} <= set(with_user_config)
+    for (app, name), user_config in with_user_config.items():
+        assert hasattr(built_deployments[app][name].func_or_class, "reconfigure"), name
         assert set(user_config) <= known, (name, user_config)
-    # Both create category actors: the same tunables, or actors would differ by who made them first.
-    assert with_user_config["Gateway"] == with_user_config["OrdersService"]
+    # All of them may create category actors: the same tunables everywhere, or an actor's hold
+    # duration would depend on which deployment touched the category first.
+    assert len({tuple(sorted(u.items())) for u in with_user_config.values()}) == 1, with_user_config
 
 
 def test_deployments_ask_for_little_cpu_and_scale_where_stateless(serve_config):
@@ -112,8 +118,9 @@ def test_local_overrides_keep_the_schema_valid():
     assert schema.http_options.port == 18123
     app = ticketing_app(config)
     assert app["args"]["data_dir"] == "/tmp/x"
-    assert {d["name"]: d.get("user_config", {}).get("hold_seconds") for d in app["deployments"]
-            if "user_config" in d} == {"Gateway": 7, "OrdersService": 7}
+    hold = {d["name"]: d["user_config"]["hold_seconds"] for a in config["applications"]
+            for d in a.get("deployments", []) if "user_config" in d}
+    assert set(hold.values()) == {7} and {"Gateway", "OrdersService"} <= set(hold)
     # The file itself is untouched.
     assert ticketing_app(load("serve_config.yaml"))["deployments"][0]["user_config"]["hold_seconds"] == 300
 

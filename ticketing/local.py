@@ -40,7 +40,11 @@ def local_config(
     args: dict | None = None,
     tunables: dict | None = None,
 ) -> dict:
-    """serve_config.yaml with local overrides; other applications in the file are kept as they are."""
+    """serve_config.yaml with local overrides.
+
+    `args` go to the ticketing application's builder; other applications read the same settings from
+    the environment (DATABASE_URL, TICKETING_DATA_DIR), which start_local sets before Ray starts.
+    """
     config = copy.deepcopy(load_config(path))
     http = config.setdefault("http_options", {})
     if host is not None:
@@ -48,12 +52,13 @@ def local_config(
     if port is not None:
         http["port"] = port
     for app in config["applications"]:
-        if app.get("name") != APP_NAME:
-            continue
-        app["args"] = {**(app.get("args") or {}), **(args or {})}
+        if app.get("name") == APP_NAME:
+            app["args"] = {**(app.get("args") or {}), **(args or {})}
+        # Every deployment that takes these tunables (any application) gets the same values.
         for deployment in app.get("deployments", []):
-            if tunables and "user_config" in deployment:
-                deployment["user_config"] = {**deployment["user_config"], **tunables}
+            user_config = deployment.get("user_config")
+            if tunables and isinstance(user_config, dict) and set(tunables) & set(user_config):
+                deployment["user_config"] = {**user_config, **tunables}
     return config
 
 
