@@ -6,6 +6,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# Every Serve replica and every category actor keeps a small pool; PostgreSQL's default of 100
+# connections is too few for a few hundred categories plus tests.
+MAX_CONNECTIONS = 500
+
 
 def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
     """Start (or attach to) the PostgreSQL server whose data lives in `pgdata`; return its URL.
@@ -17,9 +21,20 @@ def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
 
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-    uri = server.get_uri()
+    if int(server.psql("SHOW max_connections;").split()[2]) < MAX_CONNECTIONS:
+        _raise_connection_limit(server, pgdata)
     log.info("embedded PostgreSQL at %s", pgdata)
-    return uri
+    return server.get_uri()
+
+
+def _raise_connection_limit(server, pgdata: Path) -> None:
+    """Once, on a new data folder: raise max_connections and restart with the same options."""
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
+
+    server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+    pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)  # new pid, so cleanup stops the right one
 
 
 def stop_embedded(pgdata: Path) -> None:

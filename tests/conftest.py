@@ -56,7 +56,8 @@ def database_url(data_dir):
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
+    # address="local": always a fresh cluster of our own, even if another `ray start` cluster is running
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
              object_store_memory=256 * 2**20)
     yield ray
     ray.shutdown()
