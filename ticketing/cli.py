@@ -125,7 +125,7 @@ def cmd_rush(args) -> int:
     config = RushConfig(buyers=args.buyers, seats=args.seats, mix=args.mix, arrival=args.arrival,
                         arrival_seconds=args.arrival_seconds, max_quantity=args.max_quantity,
                         think_seconds=(args.think_min, args.think_max), retries=args.retries,
-                        watchers=args.watchers, seed=args.seed)
+                        watchers=args.watchers, seed=args.seed, warm_up=not args.cold)
     print(f"setting up an event with {config.seats} seats and {config.buyers} buyer accounts...", file=sys.stderr)
     result = run_rush_sync(args.url, config, progress=None if args.quiet else ProgressBar())
     summary = result.summary()
@@ -199,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--retries", type=int, default=3)
     r.add_argument("--watchers", type=int, default=2)
     r.add_argument("--seed", type=int, default=7)
+    r.add_argument("--cold", action="store_true",
+                   help="no warm-up: the first buyers also wait for the category actor to start")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_rush)

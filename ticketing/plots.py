@@ -30,12 +30,21 @@ def timeline(result: RushResult, ax, label: str = "") -> None:
 
 
 def latency(result: RushResult, ax, label: str = "") -> None:
-    """Distribution of hold and order latencies (ms)."""
+    """Distribution of hold and order latencies (ms, log scale: the tail matters as much as the body)."""
+    import numpy as np
+    from matplotlib.ticker import NullFormatter
+
     prefix = f"{label} " if label else ""
+    every = [x * 1000 for kind in ("hold", "order") for x in result.latencies(kind)]
+    if not every:
+        return
+    bins = np.geomspace(max(min(every), 0.1), max(max(every), 0.2), 30)
     for kind in ("hold", "order"):
         values = [x * 1000 for x in result.latencies(kind)]
         if values:
-            ax.hist(values, bins=30, alpha=0.6, label=f"{prefix}{kind} ({len(values)})")
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{prefix}{kind} ({len(values)})")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # major decades only: minor labels overlap
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("requests")
     ax.legend(fontsize="small")

@@ -37,6 +37,7 @@ class RushConfig:
     watchers: int = 2                 # clients polling GET /api/events/:id/tickets
     watch_interval_seconds: float = 0.25
     concurrency: int = 64             # open HTTP connections at most
+    warm_up: bool = True              # load the category actor before the clock starts (not a cold start)
     seed: int = 7
 
     def __post_init__(self) -> None:
@@ -200,6 +201,17 @@ async def create_event(client: httpx.AsyncClient, organizer: dict, seats: int, n
     return r.json()
 
 
+async def warm_up(client: httpx.AsyncClient, organizer: dict, event_id: int, category_id: int) -> None:
+    """One hold and its release: the category's actor is created and loaded before the on-sale opens,
+    as it is in production after the first request (a cold actor costs a process start)."""
+    r = await client.post("/api/holds", json={"eventId": event_id, "categoryId": category_id, "quantity": 1},
+                          headers=organizer["headers"])
+    if r.status_code == 201:
+        r = await client.delete(f"/api/holds/{r.json()['lockId']}", headers=organizer["headers"])
+        if r.status_code != 200:
+            raise RuntimeError(f"warm-up release: {r.status_code} {r.text}")
+
+
 async def _gather_limited(factories, limit: int):
     semaphore = asyncio.Semaphore(limit)
 
@@ -223,6 +235,8 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
         organizer = await account(client, "organizer")
         event = await create_event(client, organizer, config.seats)
         event_id, category_id = event["idEvent"], event["ticketCategories"][0]["id"]
+        if config.warm_up:
+            await warm_up(client, organizer, event_id, category_id)
         # Registration hashes passwords (CPU-heavy by design): a few at a time, before the clock starts.
         accounts = await _gather_limited([lambda: account(client, "assistant") for _ in range(config.buyers)], 4)
         names, weights = zip(*config.mix.items())
