@@ -86,6 +86,7 @@ class LocalSystem:
         self.tunables = {**self.tunables, **(tunables or {})}
         config = local_config(self.config_path, host="127.0.0.1", port=self.port,
                               args={"data_dir": str(self.data_dir)}, tunables=self.tunables)
+        # What `serve run CONFIG` does (ray/serve/scripts.py); Serve has no public call for a config dict.
         _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config))
         wait_until_running(self.url, [a["name"] for a in config["applications"]], timeout)
 
