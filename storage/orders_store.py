@@ -78,9 +78,12 @@ async def stats(engine: AsyncEngine) -> dict:
                 .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at > now)
             )
         ).one()
+        # Plain columns: on a Core connection an ORM entity would come back flattened, not as an object.
         categories = (
             await conn.execute(
-                select(TicketCategory, Event.name)
+                select(TicketCategory.event_id, TicketCategory.id, TicketCategory.name,
+                       TicketCategory.total_seats, TicketCategory.held_seats, TicketCategory.sold_seats,
+                       Event.name.label("event_name"))
                 .join(Event, Event.id == TicketCategory.event_id)
                 .where(Event.is_active)
                 .order_by(TicketCategory.event_id, TicketCategory.id)
@@ -97,7 +100,7 @@ async def stats(engine: AsyncEngine) -> dict:
         "categories": [
             {
                 "eventId": c.event_id,
-                "eventName": event_name,
+                "eventName": c.event_name,
                 "categoryId": c.id,
                 "categoryName": c.name,
                 "totalSeats": c.total_seats,
@@ -105,6 +108,6 @@ async def stats(engine: AsyncEngine) -> dict:
                 "soldSeats": c.sold_seats,
                 "availableSeats": c.total_seats - c.held_seats - c.sold_seats,
             }
-            for c, event_name in categories
+            for c in categories
         ],
     }
