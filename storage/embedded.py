@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,18 @@ def _raise_connection_limit(server, pgdata: Path) -> None:
     server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)  # new pid, so cleanup stops the right one
 
 
-def stop_embedded(pgdata: Path) -> None:
-    import pgserver
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server in `pgdata`, whichever process started it; False if none was running.
 
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    server.cleanup()
+    pgserver itself only stops a server when its last registered process lets go, and it keeps the
+    pids of processes that ended without its exit hook (`ticketing serve` replaces itself with
+    `serve run`), so its cleanup is not enough here.
+    """
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from pgserver._commands import pg_ctl
+
+    run_as = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver does
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=run_as)
+    (pgdata / ".handle_pids.json").unlink(missing_ok=True)
+    return True

@@ -40,9 +40,9 @@ def images(nb: nbformat.NotebookNode) -> int:
 
 
 def stop_leftover_database(data_dir: Path) -> None:
-    from ticketing.local import stop_postgres
+    from storage.embedded import stop_embedded
 
-    stop_postgres(data_dir / "pgdata")
+    stop_embedded(data_dir / "pgdata")
 
 
 def test_ticket_rush_notebook_with_its_own_embedded_database(tmp_path):

@@ -67,10 +67,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_db_stop(args) -> int:
-    from ticketing.local import stop_postgres
+    from storage.embedded import stop_embedded
 
     pgdata = _data_dir(args) / "pgdata"
-    if stop_postgres(pgdata):
+    if stop_embedded(pgdata):
         print(f"stopped the embedded PostgreSQL in {pgdata}")
     else:
         print(f"no embedded PostgreSQL running in {pgdata}")

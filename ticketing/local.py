@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from storage.embedded import stop_embedded
 from ticketing import settings
 
 APP_NAME = "ticketing"
@@ -98,24 +99,7 @@ class LocalSystem:
         serve.shutdown()
         ray.shutdown()
         if stop_database and self.embedded:
-            stop_postgres(self.data_dir / "pgdata")
-
-
-def stop_postgres(pgdata: Path) -> bool:
-    """Stop the embedded server in `pgdata`, whichever process started it; False if none was running.
-
-    pgserver itself only stops a server when its last registered process lets go, and it keeps the
-    pids of processes that ended without its exit hook (`ticketing serve` replaces itself with
-    `serve run`), so its cleanup is not enough here.
-    """
-    if not (pgdata / "postmaster.pid").exists():
-        return False
-    from pgserver._commands import pg_ctl
-
-    run_as = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver does
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=run_as)
-    (pgdata / ".handle_pids.json").unlink(missing_ok=True)
-    return True
+            stop_embedded(self.data_dir / "pgdata")
 
 
 def wait_until_running(url: str, app_names: list[str], timeout: float) -> None:
