@@ -8,6 +8,7 @@ published since. Replicas cannot be addressed one by one through Serve, hence th
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 
@@ -51,12 +52,17 @@ class Broadcaster:
                 await asyncio.wait_for(self._event().wait(), timeout)
             except TimeoutError:
                 pass
-        snapshots = [figures for version, figures in self.snapshots.values() if version > since]
+        snapshots = [{**figures, "version": version} for version, figures in self.snapshots.values()
+                     if version > since]
         notices = [(kind, user, payload) for version, kind, user, payload in self.notices if version > since]
         return {"epoch": self.epoch, "version": self.version, "snapshots": snapshots, "notices": notices}
 
-    async def current(self, event_id: int) -> list[dict]:
-        return [figures for (event, _), (_, figures) in self.snapshots.items() if event == event_id]
+    async def current(self, event_id: int) -> dict:
+        """The newest snapshot of each category of `event_id` published so far, with the version
+        (a poller that has fanned out a newer version keeps that one)."""
+        snapshots = [{**figures, "version": version}
+                     for (event, _), (version, figures) in self.snapshots.items() if event == event_id]
+        return {"epoch": self.epoch, "snapshots": snapshots}
 
 
 _handle = None
@@ -73,5 +79,7 @@ def broadcaster():
 
 
 def publish_snapshot(figures: dict, notices: list) -> None:
-    """Fire and forget: a lost update is repaired by the next one, and the database stays the truth."""
-    broadcaster().publish.remote(figures, notices)
+    """Fire and forget: a lost update is repaired by the next one, and the database stays the truth.
+    Called by the category actor right after its batch committed, so `committedAt` is the commit time
+    that clients (and bench/ws_fanout.py) measure delivery delay from."""
+    broadcaster().publish.remote({**figures, "committedAt": time.time()}, notices)

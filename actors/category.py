@@ -31,6 +31,7 @@ from storage.inventory_store import CategoryMissing, StaleWrite, load_category, 
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
+IDLE_DISCONNECT_SECONDS = 10.0
 
 
 def _now() -> datetime:
@@ -43,7 +44,7 @@ class TicketCategory:
         self.event_id = event_id
         self.category_id = category_id
         self.tunables = dict(tunables)
-        self.engine = make_engine(db_url, pool_size=1)
+        self.engine = make_engine(db_url, pool_size=1, max_overflow=0)
         self.inventory: CategoryInventory | None = None
         self.queue: list[tuple[Request, asyncio.Future]] = []
         self.wakeup: asyncio.Event | None = None
@@ -122,16 +123,23 @@ class TicketCategory:
         log.info("category %s loaded: %s", self.category_id, self.inventory.figures())
 
     async def _run(self) -> None:
+        idle_since = time.monotonic()
         while True:
-            timeout = None
+            timeout = IDLE_DISCONNECT_SECONDS
             if self.inventory is not None and (due := self.inventory.next_expiry()) is not None:
-                timeout = max(0.0, (due - _now()).total_seconds()) + 0.01
+                timeout = min(timeout, max(0.0, (due - _now()).total_seconds()) + 0.01)
             elif self.inventory is None and self.loaded_once and not self.missing:
                 timeout = 1.0  # a batch failed: reload soon even if no request comes, so holds still expire
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except TimeoutError:
-                pass
+                if not self.queue and time.monotonic() - idle_since >= IDLE_DISCONNECT_SECONDS:
+                    # An idle category gives its connection back, so thousands of categories do not
+                    # exhaust PostgreSQL's connection limit; the next batch reconnects.
+                    await self.engine.dispose()
+                    idle_since = time.monotonic()
+            else:
+                idle_since = time.monotonic()
             self.wakeup.clear()
             batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
             if self.queue:
@@ -146,6 +154,8 @@ class TicketCategory:
                         future.set_result(_refusal_view(503, "Service temporarily unavailable"))
 
     async def _process(self, batch: list[tuple[Request, asyncio.Future]]) -> None:
+        if not batch and self.inventory is None and not self.loaded_once:
+            return  # a timer tick before the first load: nothing can expire
         if self.inventory is None:
             await self._load()
             if self.inventory is None:

@@ -13,6 +13,7 @@ from deployments.auth import AuthService
 from deployments.events import EventsService
 from deployments.gateway import Gateway
 from deployments.orders import OrdersService
+from deployments.realtime import Realtime
 from deployments.users import UsersService
 from storage import migrate
 from storage.database import resolve_database_url
@@ -39,3 +40,10 @@ def build_app(args: dict | None = None) -> Application:
         db_url,
         data_dir,
     )
+
+
+def build_realtime_app(args: dict | None = None) -> Application:
+    """The WebSocket application (route prefix /realtime), deployed next to the HTTP one."""
+    args = dict(args or {})
+    db_url, data_dir = resolve_and_migrate(args)
+    return Realtime.bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))

@@ -8,6 +8,7 @@ from ray import serve
 from actors.client import CategoryActors
 from domain import events as rules
 from domain.auth import Principal
+from domain.errors import NotFound
 from domain.views import iso, money
 from storage import events_store
 from storage.database import health, make_engine
@@ -73,7 +74,10 @@ class EventsService:
              "description": c.get("description")}
             for c in body.get("ticketCategories") or []
         ]
-        event = await events_store.create_event(self.engine, fields, categories, principal.user_id)
+        try:
+            event = await events_store.create_event(self.engine, fields, categories, principal.user_id)
+        except events_store.UnknownCreator:
+            raise NotFound("User not found") from None
         return event_view(event)
 
     async def list(self, *, category: str | None = None, upcoming: bool = False) -> list[dict]:

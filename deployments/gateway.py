@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from ray import serve
 from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,7 +40,77 @@ log = logging.getLogger(__name__)
 STATIC = FilePath(__file__).with_name("static")
 MAX_ID = 2**31 - 1
 
-app = FastAPI(
+
+# ---- the OpenAPI document ----------------------------------------------------------------------------
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["statusCode", "message", "error"],
+    "properties": {
+        "statusCode": {"type": "integer"},
+        "message": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "error": {"type": "string"},
+    },
+}
+
+
+def api_routes(routes):
+    """Every APIRoute below `routes`. Serve's class-based view re-mounts our routes through
+    `include_router`, which FastAPI >= 0.137 keeps nested (`original_router`) instead of flattening."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif getattr(route, "original_router", None) is not None:
+            yield from api_routes(route.original_router.routes)
+
+
+def _guarded(route: APIRoute) -> bool:
+    """Does the route require a valid token (the `principal` dependency, not the optional one)?"""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dep = pending.pop()
+        if dep.call is principal:
+            return True
+        pending.extend(dep.dependencies)
+    return False
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
+class TicketingAPI(FastAPI):
+    """A FastAPI app whose OpenAPI document says what the handlers really answer: bad input is 400 with
+    {statusCode, message, error} (FastAPI alone documents 422 with its own shape), guarded routes may
+    answer 401, and health answers 503 when the database is not usable. A method, not an instance
+    attribute: `serve.ingress` serves a pickled copy of the app taken when the class is decorated."""
+
+    def openapi(self) -> dict:
+        if self.openapi_schema is None:
+            doc = get_openapi(title=self.title, version=self.version, description=self.description,
+                              routes=self.routes)
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ErrorBody"] = ERROR_SCHEMA
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            for route in api_routes(self.routes):
+                if not route.include_in_schema:
+                    continue
+                for method in route.methods:
+                    responses = doc["paths"][route.path][method.lower()]["responses"]
+                    if responses.pop("422", None) is not None:
+                        responses["400"] = _error("Bad input")
+                    if _guarded(route):
+                        responses["401"] = _error("Missing or invalid token")
+            health = doc["paths"].get("/api/health", {}).get("get")
+            if health is not None:
+                health["responses"]["503"] = {"description": "Database unreachable or not migrated"}
+            self.openapi_schema = doc
+        return self.openapi_schema
+
+
+app = TicketingAPI(
     title="Ticketing API",
     version="1.0.0",
     description="High-demand ticket on-sales: events, holds (locks) and orders. "
@@ -109,7 +181,16 @@ def maybe_principal(request: Request, authorization: Annotated[str | None, Heade
 Caller = Annotated[Principal, Depends(principal)]
 MaybeCaller = Annotated[Principal | None, Depends(maybe_principal)]
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# An event category is at most 100 characters and PostgreSQL text cannot hold NUL (it answered 500).
+CategoryName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def health_status(report: dict) -> tuple[dict, int]:
+    """The storage health report → (body, HTTP status): 200 only when reachable and migrated, else 503."""
+    ok = report.get("database") == "reachable" and report.get("migrated") is True
+    return {"status": "ok" if ok else "unavailable", **report}, 200 if ok else 503
+
 
 # ---- the deployment --------------------------------------------------------------------------------
 
@@ -139,9 +220,8 @@ class Gateway:
 
     @app.get("/api/health", tags=["misc"])
     async def health(self) -> JSONResponse:
-        report = await call(self.events.health.remote())
-        ok = report["database"] == "reachable" and report["migrated"]
-        return JSONResponse({"status": "ok" if ok else "unavailable", **report}, status_code=200 if ok else 503)
+        body, status = health_status(await call(self.events.health.remote()))
+        return JSONResponse(body, status_code=status)
 
     @app.get("/api/stats", tags=["misc"])
     async def stats(self) -> dict:
@@ -178,7 +258,7 @@ class Gateway:
         return await call(self.events.list.remote(upcoming=True))
 
     @app.get("/api/events/category/{category}", tags=["events"])
-    async def events_by_category(self, category: str) -> list[dict]:
+    async def events_by_category(self, category: CategoryName) -> list[dict]:
         return await call(self.events.list.remote(category=category))
 
     @app.post("/api/events/tickets/reserve", status_code=201, tags=["holds"])
@@ -257,3 +337,4 @@ class Gateway:
     @app.post("/api/orders/{order_id}/cancel", status_code=201, tags=["orders"])
     async def cancel_order(self, order_id: OrderId, caller: Caller) -> dict:
         return await call(self.orders.cancel.remote(caller, order_id))
+

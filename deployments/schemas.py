@@ -16,10 +16,19 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Id = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
 Quantity = Annotated[StrictInt, Field(ge=1, le=1000)]
+MIN_YEAR, MAX_YEAR = 1900, 9998
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", str_max_length=10_000)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value):
+        # PostgreSQL text cannot hold NUL: reject it here (400) instead of failing in the database (500).
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class RegisterBody(Body):
@@ -33,8 +42,17 @@ class LoginBody(Body):
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def _utc(value: datetime) -> datetime:
+    """Naive means UTC. Normalised to UTC and bounded, so PostgreSQL stores it and Python reads it back
+    (year 1 at +05:00 is 1 BC in UTC: stored fine, then every read of the event list failed)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    try:
+        moment = aware.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("date out of range") from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(f"date must be between the years {MIN_YEAR} and {MAX_YEAR}")
+    return moment
 
 
 class TicketCategoryBody(Body):
@@ -52,10 +70,10 @@ class EventCreateBody(Body):
     location: Name | None = None
     ticketCategories: Annotated[list[TicketCategoryBody], Field(max_length=50)] = []
 
-    _aware = field_validator("eventDate")(_aware)
+    _utc_date = field_validator("eventDate")(_utc)
 
 
-class EventUpdateBody(BaseModel):
+class EventUpdateBody(Body):
     model_config = ConfigDict(extra="forbid")
     eventName: Name | None = None
     eventCategory: ShortName | None = None
@@ -74,7 +92,7 @@ class EventUpdateBody(BaseModel):
     @field_validator("eventDate")
     @classmethod
     def _aware_date(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _aware(value)
+        return None if value is None else _utc(value)
 
 
 class HoldBody(Body):

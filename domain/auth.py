@@ -10,6 +10,7 @@ from passlib.context import CryptContext
 from domain.errors import Unauthorized
 
 ROLES = ("assistant", "organizer")
+MAX_USER_ID = 2**31 - 1
 _passwords = CryptContext(schemes=["argon2"], deprecated="auto")
 
 
@@ -60,7 +61,9 @@ def verify_token(token: str, secret: str) -> Principal:
         principal = Principal(int(claims["sub"]), str(claims.get("username", "")), str(claims["role"]))
     except (jwt.PyJWTError, ValueError, TypeError):
         raise Unauthorized("Invalid Token!") from None
-    if principal.role not in ROLES:
+    # Users ids are PostgreSQL `integer`s: a subject outside that range is no user (it used to reach the
+    # database as an out-of-range parameter and answer 500).
+    if principal.role not in ROLES or not 1 <= principal.user_id <= MAX_USER_ID:
         raise Unauthorized("Invalid Token!")
     return principal
 

@@ -32,9 +32,12 @@ def resolve_database_url(data_dir: Path | None = None) -> str:
     return normalise_url(start_embedded((data_dir or settings.data_dir()) / "pgdata"))
 
 
-def make_engine(url: str, *, pool_size: int = 4) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 4, max_overflow: int | None = None) -> AsyncEngine:
     return create_async_engine(
-        normalise_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        normalise_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_pre_ping=True,
     )
 
 
@@ -48,8 +51,12 @@ async def health(engine: AsyncEngine) -> dict:
 
     try:
         async with engine.connect() as conn:
-            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    except Exception as exc:  # any failure means "not usable", which is what health reports
+            # to_regclass is NULL when the table is missing: a reachable database that was never migrated
+            # must say so, not pass for unreachable (the query on a missing table used to raise).
+            current = None
+            if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is not None:
+                current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except Exception as exc:  # any failure here means "cannot talk to it", which is what health reports
         return {"database": "unreachable", "migrated": False, "detail": type(exc).__name__}
     head = head_revision()
     return {"database": "reachable", "migrated": current == head, "revision": current, "head": head}

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# Every Serve replica and every category actor keeps a small pool; PostgreSQL's default of 100
+# connections is too few for a few hundred categories plus tests.
+MAX_CONNECTIONS = 500
 
 
 def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
@@ -17,13 +22,34 @@ def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
 
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-    uri = server.get_uri()
+    if int(server.psql("SHOW max_connections;").split()[2]) < MAX_CONNECTIONS:
+        _raise_connection_limit(server, pgdata)
     log.info("embedded PostgreSQL at %s", pgdata)
-    return uri
+    return server.get_uri()
 
 
-def stop_embedded(pgdata: Path) -> None:
-    import pgserver
+def _raise_connection_limit(server, pgdata: Path) -> None:
+    """Once, on a new data folder: raise max_connections and restart with the same options."""
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
 
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    server.cleanup()
+    server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+    pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)  # new pid, so cleanup stops the right one
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server in `pgdata`, whichever process started it; False if none was running.
+
+    pgserver itself only stops a server when its last registered process lets go, and it keeps the
+    pids of processes that ended without its exit hook (`ticketing serve` replaces itself with
+    `serve run`), so its cleanup is not enough here.
+    """
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from pgserver._commands import pg_ctl
+
+    run_as = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver does
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=run_as)
+    (pgdata / ".handle_pids.json").unlink(missing_ok=True)
+    return True

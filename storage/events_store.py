@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from psycopg.errors import ForeignKeyViolation
 from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 
@@ -11,11 +13,20 @@ from storage.database import make_sessionmaker
 from storage.models import Event, TicketCategory
 
 
+class UnknownCreator(Exception):
+    """The creator's user row does not exist (a valid token outlived its user)."""
+
+
 async def create_event(engine: AsyncEngine, fields: dict, categories: list[dict], created_by: int) -> Event:
-    async with make_sessionmaker(engine)() as session, session.begin():
-        event = Event(**fields, created_by=created_by)
-        event.ticket_categories = [TicketCategory(**c) for c in categories]
-        session.add(event)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            event = Event(**fields, created_by=created_by)
+            event.ticket_categories = [TicketCategory(**c) for c in categories]
+            session.add(event)
+    except IntegrityError as exc:
+        if isinstance(exc.orig, ForeignKeyViolation):
+            raise UnknownCreator(created_by) from exc
+        raise
     return await get_event(engine, event.id)
 
 

@@ -78,11 +78,12 @@ async def stats(engine: AsyncEngine) -> dict:
                 .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at > now)
             )
         ).one()
+        # Plain columns: on a Core connection an ORM entity would come back flattened, not as an object.
         categories = (
             await conn.execute(
-                # Columns, not the ORM entity: on a Core connection an entity is flattened into its
-                # columns, so `for c, name in rows` would not unpack.
-                select(TicketCategory.__table__, Event.name.label("event_name"))
+                select(TicketCategory.event_id, TicketCategory.id, TicketCategory.name,
+                       TicketCategory.total_seats, TicketCategory.held_seats, TicketCategory.sold_seats,
+                       Event.name.label("event_name"))
                 .join(Event, Event.id == TicketCategory.event_id)
                 .where(Event.is_active)
                 .order_by(TicketCategory.event_id, TicketCategory.id)

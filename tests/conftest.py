@@ -56,7 +56,8 @@ def database_url(data_dir):
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
+    # address="local": always a fresh cluster of our own, even if another `ray start` cluster is running
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
              object_store_memory=256 * 2**20)
     yield ray
     ray.shutdown()
@@ -98,3 +99,16 @@ def db(database_url):
     engine = create_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def realtime(server, database_url, data_dir) -> str:
+    """ws:// URL of the realtime WebSocket application, deployed next to the HTTP one on the same proxy."""
+    from ray import serve
+
+    from deployments.app import build_realtime_app
+
+    serve.run(build_realtime_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
+              name="realtime", route_prefix="/realtime")
+    yield server.replace("http://", "ws://", 1) + "/realtime"
+    serve.delete("realtime")

@@ -1,0 +1,259 @@
+"""WebSocket fan-out benchmark: W sockets watch one event while a rush of holds hits one category.
+
+    python bench/ws_fanout.py --sockets 1000
+    python bench/ws_fanout.py --sockets 5000 --holds 5000
+
+Starts its own cluster (2 CPUs, embedded PostgreSQL unless DATABASE_URL is set) with both Serve
+applications, opens W sockets (one watcher user) that join the event room, then sends `--holds` holds of
+distinct buyers to the category's actor (as the gateway does, `--in-flight` at a time) and finally
+releases them all. Every `availability-update` carries `timestamp` = the category actor's commit time
+(stamped right after the batch committed), so on every socket we measure commit → receipt. Reported:
+p50/p90/p99/max of that delay over all (socket, update) pairs, updates/s delivered in total, updates
+per socket (min/median), and starved sockets (those that did not end on the final figures).
+The load generator runs on the same machine, so its own CPU use is part of the delay.
+Writes bench/results/ws_fanout-W<W>-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+RESULTS = ROOT / "bench" / "results"
+
+from rush import free_port, make_category, percentile  # noqa: E402  (bench/rush.py: shared set-up)
+
+
+def raise_open_files(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(wanted, soft)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def commit_time(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+class Watcher:
+    """One socket in the room: records the delay of every availability update it receives."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.received = 0
+        self.last: dict | None = None
+        self.last_at = 0.0
+        self.ready = asyncio.Event()
+        self.closed: str | None = None
+
+    async def run(self, url: str, event_id: int, measuring: asyncio.Event, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+
+        try:
+            async with connect(url, proxy=None, open_timeout=120, ping_interval=None, max_queue=None,
+                               compression=None) as ws:
+                await ws.send(json.dumps({"event": "join-event-room", "data": {"eventId": event_id}}))
+                reader = asyncio.ensure_future(self._read(ws, measuring))
+                await stop.wait()
+                reader.cancel()
+        except Exception as exc:  # reported as a failed socket, the run goes on
+            self.closed = f"{type(exc).__name__}: {exc}"
+            self.ready.set()
+
+    async def _read(self, ws, measuring: asyncio.Event) -> None:
+        async for raw in ws:
+            now = time.time()
+            msg = json.loads(raw)
+            if msg["event"] != "availability-update":
+                continue
+            data = msg["data"]
+            self.last, self.last_at = data, now
+            self.ready.set()
+            if measuring.is_set():
+                self.received += 1
+                self.delays.append(now - commit_time(data["timestamp"]))
+
+
+async def rush(db_url: str, event_id: int, category_id: int, users: list[int], in_flight: int) -> dict:
+    """Holds of distinct buyers through the category actor, then each released: every one a change."""
+    from actors.client import CategoryActors
+    from domain.inventory import HoldRequest, ReleaseRequest
+
+    client = CategoryActors(db_url, {"hold_seconds": 3600, "max_per_order": 10})
+    queue = list(users)
+    done = {"holds": 0, "releases": 0, "refused": 0}
+
+    async def worker(make) -> None:
+        while queue:
+            user = queue.pop()
+            result = await client.call(event_id, category_id, make(user))
+            done["refused" if not result["ok"] else ("holds" if make is hold else "releases")] += 1
+
+    def hold(user):
+        return HoldRequest(user, 1)
+
+    def release(user):
+        return ReleaseRequest(user)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(hold) for _ in range(in_flight)))
+    holds_s = time.perf_counter() - start
+    queue.extend(users)
+    await asyncio.gather(*(worker(release) for _ in range(in_flight)))
+    elapsed = time.perf_counter() - start
+    return {**done, "seconds": elapsed, "changes_per_second": (done["holds"] + done["releases"]) / elapsed,
+            "holds_per_second": done["holds"] / holds_s}
+
+
+async def handshake_without_token(url: str) -> str:
+    """Sanity check under the chosen ingress: a socket without a token must be refused."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    try:
+        async with connect(url, proxy=None, open_timeout=30):
+            return "accepted (wrong!)"
+    except InvalidStatus as exc:
+        return f"refused with HTTP {exc.response.status_code}"
+
+
+async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
+    import httpx
+
+    event_id, category_id, users = make_category(db_url, seats=1_000_000, buyers=args.holds + 1)
+    refusal = await handshake_without_token(ws_url.split("?")[0])
+    watchers = [Watcher() for _ in range(args.sockets)]
+    measuring, stop = asyncio.Event(), asyncio.Event()
+    gate = asyncio.Semaphore(args.connect_parallel)
+
+    async def open_one(w: Watcher) -> None:
+        async with gate:
+            task = asyncio.ensure_future(w.run(ws_url, event_id, measuring, stop))
+            await w.ready.wait()  # joined: it has the room's current figures
+            tasks.append(task)
+
+    tasks: list[asyncio.Task] = []
+    t = time.perf_counter()
+    await asyncio.gather(*(open_one(w) for w in watchers))
+    connect_s = time.perf_counter() - t
+    failed = [w.closed for w in watchers if w.closed]
+    print(f"{args.sockets - len(failed)} sockets joined in {connect_s:.1f}s ({len(failed)} failed)", flush=True)
+    async with httpx.AsyncClient() as http:
+        before = (await http.get(f"{base}/realtime/stats")).json()
+
+    measuring.set()
+    started = time.time()
+    # The rush runs on its own event loop (a thread), so the watchers' loop only reads sockets.
+    load = await asyncio.to_thread(asyncio.run, rush(db_url, event_id, category_id, users[1:], args.in_flight))
+    rush_end = time.time()
+    print(f"rush done: {load}", flush=True)
+
+    # Wait until every socket shows the final figures (everything released), or the patience runs out.
+    deadline = time.monotonic() + args.patience
+    final = lambda w: w.last is not None and w.last["lockedTickets"] == 0 and w.last["timestamp"] and \
+        commit_time(w.last["timestamp"]) >= started  # noqa: E731
+    while time.monotonic() < deadline and not all(final(w) for w in watchers if not w.closed):
+        await asyncio.sleep(0.1)
+    settled = time.time()
+    async with httpx.AsyncClient() as http:
+        after = (await http.get(f"{base}/realtime/stats")).json()
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    delays = [d for w in watchers for d in w.delays]
+    per_socket = [w.received for w in watchers if not w.closed]
+    last_receipt = max((w.last_at for w in watchers if w.delays), default=settled)
+    span = max(1e-9, last_receipt - started)
+    return {
+        "handshake_without_token": refusal,
+        "sockets": args.sockets,
+        "sockets_failed": len(failed),
+        "failures": sorted(set(failed))[:5],
+        "connect_seconds": connect_s,
+        "rush": load,
+        "updates_delivered": len(delays),
+        "updates_per_second": len(delays) / span,
+        "delivery_span_seconds": span,
+        "drain_after_rush_seconds": max(0.0, last_receipt - rush_end),
+        "delay_ms": {"p50": percentile(delays, 50) * 1e3, "p90": percentile(delays, 90) * 1e3,
+                     "p99": percentile(delays, 99) * 1e3, "max": max(delays, default=float("nan")) * 1e3,
+                     "mean": (statistics.fmean(delays) * 1e3) if delays else float("nan")},
+        "updates_per_socket": {"min": min(per_socket, default=0), "median": statistics.median(per_socket or [0]),
+                               "max": max(per_socket, default=0)},
+        "starved_sockets": sum(1 for w in watchers if not w.closed and not final(w)),
+        "server_stats": {"before": before, "after": after},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sockets", type=int, default=1000)
+    parser.add_argument("--holds", type=int, default=2000, help="distinct buyers in the rush (each holds, then releases)")
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--connect-parallel", type=int, default=100)
+    parser.add_argument("--fanout-interval", type=float, default=0.0,
+                        help="extra coalescing window of the realtime replica between fan-outs (s)")
+    parser.add_argument("--patience", type=float, default=120.0, help="seconds to wait for sockets to settle")
+    parser.add_argument("--ingress", choices=["default", "haproxy"], default="default")
+    args = parser.parse_args()
+
+    limit = raise_open_files(args.sockets * 2 + 1024)
+    if args.ingress == "haproxy":
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        # HAProxy's global connection limit is 4,096 by default: room for every socket plus the rush.
+        os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(max(4096, args.sockets + 2048)))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app, build_realtime_app
+    from domain.auth import issue_token
+    from storage import migrate
+    from storage.database import normalise_url
+    from storage.embedded import start_embedded
+    from ticketing.settings import jwt_secret
+
+    work = Path(tempfile.mkdtemp(prefix="ticketing-wsbench-"))
+    db_url = normalise_url(os.environ.get("DATABASE_URL") or start_embedded(work / "pgdata", stop_on_exit=True))
+    migrate.upgrade(db_url)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    app_args = {"database_url": db_url, "data_dir": str(work), "migrate": "0"}
+    serve.run(build_app(app_args), name="ticketing", route_prefix="/")
+    serve.run(build_realtime_app({**app_args, "fanout_interval_s": args.fanout_interval}),
+              name="realtime", route_prefix="/realtime")
+    base = f"http://127.0.0.1:{port}"
+    token = issue_token(1, "bench-watcher", "assistant", jwt_secret(work), 24 * 3600)  # identity only
+    ws_url = f"ws://127.0.0.1:{port}/realtime?token={token}"
+
+    report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
+              "ray": ray.__version__, "ingress": args.ingress, "open_files_limit": limit,
+              "env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
+              "config": vars(args)}
+    report.update(asyncio.run(measure(ws_url, base, db_url, args)))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"ws_fanout-W{args.sockets}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps({k: v for k, v in report.items() if k != "server_stats"}, indent=2, default=str))
+    print(f"written to {out}")
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

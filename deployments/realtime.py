@@ -1,0 +1,237 @@
+"""The realtime WebSocket endpoint (ws://HOST:PORT/realtime), a Serve application of its own.
+
+Each open socket holds one `max_ongoing_requests` slot of its replica for its whole life, so this
+deployment is separate from the HTTP gateway and sized for thousands of sockets (serve_config.yaml).
+The token is checked at the handshake; identity never comes from a payload. Holds go to the same
+category actors as HTTP holds; a socket's unconfirmed holds are released when it goes away.
+Availability reaches the sockets through the broadcaster actor (see deployments/realtime_hub.py).
+Protocol: docs/websocket.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+
+from ray import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from actors.broadcaster import broadcaster
+from actors.client import CategoryActors
+from deployments.orders import hold_row_view
+from deployments.realtime_hub import Hub, Session
+from domain import events as event_rules
+from domain import realtime as proto
+from domain.auth import Principal, token_from_header, verify_token
+from domain.errors import ApiError
+from domain.inventory import HoldRequest, ReleaseRequest, ReleaseSessionRequest
+from storage import events_store, orders_store
+from storage.database import make_engine
+from ticketing import settings
+from ticketing.settings import Tunables
+
+log = logging.getLogger(__name__)
+POLL_TIMEOUT_S = 20.0
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
+@serve.ingress()
+class Realtime:
+    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0) -> None:
+        self.secret = settings.jwt_secret(Path(data_dir))
+        self.engine = make_engine(db_url, pool_size=2)
+        self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
+        self.hub = Hub(self._poll, min_interval_s=fanout_interval_s)
+        self.cleanups: set[asyncio.Task] = set()
+
+    def reconfigure(self, config: dict) -> None:
+        # Tunables for category actors this replica may be first to create; never pushed to running ones.
+        self.categories.tunables.update(Tunables.from_env().merged(config).__dict__)
+
+    def __serve_build_asgi_app__(self):
+        http = Starlette(routes=[Route("/stats", self._stats)], lifespan=self._lifespan)
+
+        async def app(scope, receive, send):
+            # Every WebSocket under the route prefix is the realtime socket ("/realtime" or "/realtime/").
+            if scope["type"] == "websocket":
+                await self._socket(WebSocket(scope, receive, send))
+            else:
+                await http(scope, receive, send)
+
+        return app
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app):
+        self.hub.start()  # on the replica's event loop, where the sockets live
+        yield
+        await self.hub.stop()
+
+    async def _poll(self, epoch: str | None, since: int) -> dict:
+        return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.hub.stats())
+
+    # ---- one socket ----
+    def _principal(self, websocket: WebSocket) -> Principal:
+        token = websocket.query_params.get("token")
+        if not token:
+            token = token_from_header(websocket.headers.get("authorization"))
+        return verify_token(token, self.secret)
+
+    async def _socket(self, websocket: WebSocket) -> None:
+        try:
+            principal = self._principal(websocket)
+        except ApiError as exc:
+            await _refuse(websocket, exc)
+            return
+        await websocket.accept()
+        self.hub.start()
+        session = Session(uuid.uuid4().hex, principal.user_id)
+        self.hub.add(session)
+        session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
+                                   "username": principal.username, "message": "Connected to realtime service"})
+        pump = session.pump_task = asyncio.ensure_future(session.pump(websocket.send_text))
+        reader = asyncio.ensure_future(self._read(websocket, session))
+        try:
+            done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if pump in done and not reader.done():
+                failed = None if pump.cancelled() else pump.exception()
+                if failed is None:
+                    # The client fell behind (its outbox filled up, or the watchdog cancelled a stalled
+                    # send): drop it, not the others.
+                    if not pump.cancelled():
+                        self.hub.laggards += 1
+                    with contextlib.suppress(Exception):
+                        await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
+        finally:
+            self.hub.remove(session)
+            for task in (pump, reader):
+                task.cancel()
+            if session.held:
+                cleanup = asyncio.ensure_future(self._release(session))  # not tied to this handler's fate
+                self.cleanups.add(cleanup)
+                cleanup.add_done_callback(self.cleanups.discard)
+
+    async def _read(self, websocket: WebSocket, session: Session) -> None:
+        while True:
+            try:
+                received = await websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if received["type"] == "websocket.disconnect":
+                return
+            text = received.get("text")
+            if text is None:
+                session.send("error", {"message": "Binary messages are not supported", "statusCode": 400})
+                continue
+            await self._handle(session, text)
+
+    async def _release(self, session: Session) -> None:
+        """The socket is gone: release its holds that were not confirmed (each change is broadcast)."""
+        for event_id, category_id in session.held:
+            try:
+                await self.categories.call(event_id, category_id, ReleaseSessionRequest(session.id))
+            except Exception:
+                log.warning("could not release holds of session %s in %s/%s", session.id, event_id,
+                            category_id, exc_info=True)
+
+    # ---- messages ----
+    async def _handle(self, session: Session, text: str) -> None:
+        reply_event = "error"
+        try:
+            msg = proto.parse_message(text)
+            reply_event = {"lock-tickets": "lock-tickets-response",
+                           "unlock-tickets": "unlock-tickets-response"}.get(msg.event, "error")
+            proto.check_identity(msg.data, session.user_id)
+            handler = {
+                "join-event-room": self._join,
+                "leave-event-room": self._leave,
+                "lock-tickets": self._lock,
+                "unlock-tickets": self._unlock,
+                "get-my-locks": self._my_locks,
+                "heartbeat": self._heartbeat,
+            }[msg.event]
+            await handler(session, msg.data)
+        except proto.ProtocolError as exc:
+            session.send(reply_event, _failure(reply_event, exc.message, exc.status))
+        except ApiError as exc:
+            session.send(reply_event, _failure(reply_event, str(exc.message), exc.status))
+        except Exception:
+            log.exception("realtime message failed")
+            session.send(reply_event, _failure(reply_event, "Internal server error", 500))
+
+    async def _join(self, session: Session, data: dict) -> None:
+        event_id = proto.positive_id(data, "eventId")
+        event = await events_store.get_event(self.engine, event_id)
+        event_rules.check_visible(event_id, event is not None, bool(event and event.is_active),
+                                  event.created_by if event else 0, None)
+        self.hub.join(session, event_id)  # before reading figures, so no change falls in between
+        session.send("joined-event-room", {"success": True, "eventId": event_id,
+                                           "message": f"Joined event {event_id} room"})
+        current = await broadcaster().current.remote(event_id)
+        published = {f["categoryId"]: f for f in current["snapshots"]}
+        for category in event.ticket_categories:
+            if not category.is_active:
+                continue
+            figures = published.get(category.id)
+            if figures is not None:
+                stamp = self.hub.stamp(current["epoch"], figures["version"])
+            else:  # nothing published since the broadcaster started: the database counters
+                figures = proto.db_figures(event_id, category.id, category.total_seats, category.sold_seats,
+                                           category.held_seats, event.is_active)
+                stamp = self.hub.stamp(None, 0)
+            session.outbox.put_update((event_id, category.id), stamp,
+                                      proto.message("availability-update", proto.availability(figures)))
+
+    async def _leave(self, session: Session, data: dict) -> None:
+        event_id = proto.positive_id(data, "eventId")
+        self.hub.leave(session, event_id)
+        session.send("left-event-room", {"success": True, "eventId": event_id, "message": f"Left event {event_id} room"})
+
+    async def _lock(self, session: Session, data: dict) -> None:
+        event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
+        request = HoldRequest(session.user_id, proto.quantity(data), session.id)
+        result = await self.categories.call(event_id, category_id, request)
+        if result["ok"]:
+            session.held.add((event_id, category_id))
+        session.send("lock-tickets-response", proto.lock_response(result))
+
+    async def _unlock(self, session: Session, data: dict) -> None:
+        event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
+        raw = proto.lock_id(data)
+        try:
+            hold_id = uuid.UUID(raw) if raw else None
+        except ValueError:
+            raise proto.ProtocolError("No tickets found to unlock", 404) from None
+        result = await self.categories.call(event_id, category_id, ReleaseRequest(session.user_id, hold_id))
+        session.send("unlock-tickets-response", proto.unlock_response(result))
+
+    async def _my_locks(self, session: Session, data: dict) -> None:
+        rows = await orders_store.active_holds(self.engine, session.user_id)
+        session.send("my-locks-response", {"locks": [hold_row_view(r) for r in rows]})
+
+    async def _heartbeat(self, session: Session, data: dict) -> None:
+        session.send("heartbeat-response", {"timestamp": proto.now_iso()})
+
+
+def _failure(reply_event: str, text: str, status: int) -> dict:
+    if reply_event == "error":
+        return {"message": text, "statusCode": status}
+    return proto.refusal(text, status)
+
+
+async def _refuse(websocket: WebSocket, exc: ApiError) -> None:
+    """Refuse the handshake: HTTP 401 with the API's error body where the server supports it (uvicorn
+    behind Serve's proxy does), else a close before accept (the client sees HTTP 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(exc.body(), status_code=401))
+    else:
+        await websocket.close(proto.CLOSE_UNAUTHORIZED, str(exc.message))
+

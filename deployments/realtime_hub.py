@@ -1,0 +1,240 @@
+"""One WebSocket replica's sockets: event rooms, sockets by user, and a bounded outbox per socket.
+
+A background task long-polls the broadcaster actor and fans each result out: the newest figures of
+each changed category go to the sockets in that event's room, order notices to every socket of the
+buyer. Fan-out only enqueues; each socket has its own sender task, so a slow client delays no one
+else. Availability is coalesced per category in each outbox (a socket that is behind gets the newest
+figures once, not every intermediate step); replies and notices are kept in order up to a bound, and a
+socket that exceeds it is closed.
+
+Pure asyncio: the poll function and each socket's send function are injected (tests/unit use fakes).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from domain.realtime import availability, message
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, int]  # (eventId, categoryId)
+Stamp = tuple[int, int]  # (broadcaster generation as seen by this replica, broadcaster version)
+OUTBOX_LIMIT = 256  # replies + notices waiting for one socket before it counts as a laggard
+SEND_TIMEOUT_S = 10.0  # one send blocked this long (the client stopped reading) → close it
+
+
+class Outbox:
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        self.limit = limit
+        self.direct: deque[str] = deque()
+        self.updates: dict[Key, str] = {}
+        self.stamps: dict[Key, Stamp] = {}
+        self.ready = asyncio.Event()
+        self.overflowed = False
+
+    def put(self, text: str) -> bool:
+        """Queue a reply or notice; False (and the socket is to be closed) if the bound is reached."""
+        if len(self.direct) >= self.limit:
+            self.overflowed = True
+            self.ready.set()
+            return False
+        self.direct.append(text)
+        self.ready.set()
+        return True
+
+    def put_update(self, key: Key, stamp: Stamp, text: str) -> None:
+        """Queue availability figures unless this socket already has the same or newer ones."""
+        if key in self.stamps and stamp <= self.stamps[key]:
+            return
+        self.stamps[key] = stamp
+        self.updates[key] = text  # replaces a not yet sent older snapshot: newest wins
+        self.ready.set()
+
+    def forget_event(self, event_id: int) -> None:
+        """Left the room: drop pending figures, so a later join starts afresh."""
+        for key in [k for k in self.stamps if k[0] == event_id]:
+            self.stamps.pop(key, None)
+            self.updates.pop(key, None)
+
+    def take(self) -> list[str]:
+        self.ready.clear()
+        out = list(self.direct)
+        self.direct.clear()
+        out.extend(self.updates.values())
+        self.updates.clear()
+        return out
+
+
+@dataclass(eq=False)
+class Session:
+    """One connected socket of an authenticated user."""
+
+    id: str
+    user_id: int
+    outbox: Outbox = field(default_factory=Outbox)
+    rooms: set[int] = field(default_factory=set)
+    held: set[Key] = field(default_factory=set)  # categories where this socket made holds
+    send_started: float = 0.0  # monotonic time of the send in progress, 0 when idle
+    pump_task: asyncio.Future | None = None  # set by the socket handler; the watchdog cancels it
+
+    def send(self, event: str, data: dict) -> bool:
+        return self.outbox.put(message(event, data))
+
+    async def pump(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send whatever is queued, in order, until the outbox overflows. A send that stalls is caught
+        by the hub's watchdog (cheaper than a timeout around every send), which cancels this task."""
+        while True:
+            await self.outbox.ready.wait()
+            if self.outbox.overflowed:
+                return
+            for text in self.outbox.take():
+                self.send_started = time.monotonic()
+                await send(text)
+            self.send_started = 0.0
+
+    def stalled(self, now: float, limit_s: float) -> bool:
+        return bool(self.send_started) and now - self.send_started > limit_s
+
+
+class Hub:
+    def __init__(self, poll: Callable[[str | None, int], Awaitable[dict]], *, min_interval_s: float = 0.0,
+                 send_timeout_s: float = SEND_TIMEOUT_S, watch_every_s: float = 1.0) -> None:
+        self.poll = poll
+        self.send_timeout_s = send_timeout_s
+        self.watch_every_s = watch_every_s
+        self.min_interval_s = min_interval_s  # extra coalescing window between fan-outs (0: none)
+        self.sessions: set[Session] = set()
+        self.rooms: dict[int, set[Session]] = {}
+        self.users: dict[int, set[Session]] = {}
+        self.epoch: str | None = None
+        self.version = 0
+        self.generation = 0
+        self.task: asyncio.Task | None = None
+        self.watchdog: asyncio.Task | None = None
+        self.fanouts = 0
+        self.updates_queued = 0
+        self.laggards = 0
+
+    # ---- membership ----
+    def add(self, session: Session) -> None:
+        self.sessions.add(session)
+        self.users.setdefault(session.user_id, set()).add(session)
+
+    def remove(self, session: Session) -> None:
+        self.sessions.discard(session)
+        _discard(self.users, session.user_id, session)
+        for event_id in session.rooms:
+            _discard(self.rooms, event_id, session)
+        session.rooms.clear()
+
+    def join(self, session: Session, event_id: int) -> None:
+        session.rooms.add(event_id)
+        self.rooms.setdefault(event_id, set()).add(session)
+
+    def leave(self, session: Session, event_id: int) -> None:
+        session.rooms.discard(event_id)
+        _discard(self.rooms, event_id, session)
+        session.outbox.forget_event(event_id)
+
+    def stamp(self, epoch: str | None, version: int) -> Stamp:
+        """Order figures fetched outside the poll loop (a join) against those the loop delivers."""
+        return (self.generation, version) if epoch == self.epoch else (self.generation, 0)
+
+    # ---- the poll loop ----
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run())
+        if self.watchdog is None or self.watchdog.done():
+            self.watchdog = loop.create_task(self._watch())
+
+    async def stop(self) -> None:
+        for task in (self.task, self.watchdog):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    async def _watch(self) -> None:
+        """Every second: a socket whose send has been stuck too long is a laggard; stop its pump."""
+        while True:
+            await asyncio.sleep(self.watch_every_s)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                if session.stalled(now, self.send_timeout_s) and session.pump_task is not None:
+                    self.laggards += 1
+                    session.pump_task.cancel()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            started = time.monotonic()
+            try:
+                result = await self.poll(self.epoch, self.version)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # broadcaster restarting: keep the sockets, try again
+                log.warning("broadcaster poll failed; retrying in %.1fs", backoff, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            try:
+                self.deliver(result)
+            except Exception:  # a malformed snapshot must not stop delivery to everyone
+                log.exception("fan-out failed")
+            if self.min_interval_s:
+                await asyncio.sleep(max(0.0, self.min_interval_s - (time.monotonic() - started)))
+
+    def deliver(self, result: dict) -> None:
+        first_sync = self.epoch is None
+        if result["epoch"] != self.epoch:
+            if not first_sync:
+                self.generation += 1  # the broadcaster restarted: its versions start again
+            self.epoch = result["epoch"]
+        self.version = result["version"]
+        self.fanouts += 1
+        for figures in result["snapshots"]:
+            self.fan_out(figures, (self.generation, figures["version"]))
+        if first_sync:
+            return  # notices from before this replica started are not news to its sockets
+        for kind, user_id, payload in result["notices"]:
+            text = message(kind, payload)
+            for session in list(self.users.get(user_id, ())):
+                session.outbox.put(text)
+
+    def fan_out(self, figures: dict, stamp: Stamp) -> None:
+        sessions = self.rooms.get(figures["eventId"])
+        if not sessions:
+            return
+        key = (figures["eventId"], figures["categoryId"])
+        text = message("availability-update", availability(figures))  # serialised once for the room
+        for session in sessions:
+            session.outbox.put_update(key, stamp, text)
+        self.updates_queued += len(sessions)
+
+    def stats(self) -> dict:
+        return {
+            "connections": len(self.sessions),
+            "users": len(self.users),
+            "rooms": {str(event): len(members) for event, members in self.rooms.items()},
+            "broadcasterVersion": self.version,
+            "fanouts": self.fanouts,
+            "updatesQueued": self.updates_queued,
+            "laggardsClosed": self.laggards,
+        }
+
+
+def _discard(index: dict, key, session: Session) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(session)
+        if not members:
+            del index[key]

@@ -1,0 +1,166 @@
+"""The realtime protocol's pure parts: parsing client messages, checking their payloads, and the JSON
+shapes the server sends. The seed spoke socket.io; we speak plain WebSocket with the same event names,
+each message a JSON object {"event": NAME, "data": {...}}. See docs/websocket.md.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+
+MAX_MESSAGE_CHARS = 16_384
+MAX_ID = 2**31 - 1
+
+CLIENT_EVENTS = frozenset(
+    {"join-event-room", "leave-event-room", "lock-tickets", "unlock-tickets", "get-my-locks", "heartbeat"}
+)
+
+# Close codes (4000-4999 are free for applications; the handshake refusal is an HTTP 401 where the
+# server supports it, else a close before accept, which clients see as HTTP 403).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
+CLOSE_TOO_BIG = 1009
+
+
+class ProtocolError(Exception):
+    """A message the server cannot act on; reported to the client, never closes the socket."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ClientMessage:
+    event: str
+    data: dict
+
+
+def parse_message(text: str) -> ClientMessage:
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ProtocolError(f"Message too large (limit {MAX_MESSAGE_CHARS} characters)")
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ProtocolError('Invalid message: expected JSON {"event": name, "data": {...}}') from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
+        raise ProtocolError('Invalid message: expected JSON {"event": name, "data": {...}}')
+    data = raw.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProtocolError("Invalid message: data must be a JSON object")
+    if raw["event"] not in CLIENT_EVENTS:
+        raise ProtocolError(f"Unknown event: {raw['event'][:64]}")
+    return ClientMessage(raw["event"], data)
+
+
+def positive_id(data: dict, field: str) -> int:
+    value = data.get(field)
+    if type(value) is not int or not 1 <= value <= MAX_ID:
+        raise ProtocolError(f"{field} must be a positive integer")
+    return value
+
+
+def quantity(data: dict) -> int:
+    value = data.get("quantity")
+    if type(value) is not int:
+        raise ProtocolError("quantity must be an integer")
+    return value  # the category's rules check the range (1..max_per_order)
+
+
+def check_identity(data: dict, user_id: int) -> None:
+    """Identity comes from the token. A payload `userId` (sent by seed clients) must name the same
+    user, else the message is refused: it is either a confused client or an impersonation attempt."""
+    claimed = data.get("userId")
+    if claimed is None:
+        return
+    if isinstance(claimed, bool) or not isinstance(claimed, (int, str)) or str(claimed).strip() != str(user_id):
+        raise ProtocolError("Unauthorized", 403)
+
+
+def lock_id(data: dict) -> str | None:
+    value = data.get("lockId")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise ProtocolError("lockId must be a string")
+    return value
+
+
+# ---- what the server sends ---------------------------------------------------------------------------
+
+
+def message(event: str, data: dict) -> str:
+    return json.dumps({"event": event, "data": data}, separators=(",", ":"))
+
+
+def now_iso() -> str:
+    return iso_ms(datetime.now(timezone.utc))
+
+
+def iso_ms(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def availability(figures: dict) -> dict:
+    """A category actor's figures → the seed's `availability-update` payload. `totalTickets` is the
+    category's real size (the seed sent available + locked); `timestamp` is when the change committed."""
+    committed = figures.get("committedAt")
+    moment = datetime.fromtimestamp(committed, timezone.utc) if committed else datetime.now(timezone.utc)
+    return {
+        "eventId": figures["eventId"],
+        "categoryId": figures["categoryId"],
+        "availableTickets": figures["availableSeats"],
+        "lockedTickets": figures["heldSeats"],
+        "soldTickets": figures["soldSeats"],
+        "totalTickets": figures["totalSeats"],
+        "onSale": figures.get("onSale", True),
+        "timestamp": iso_ms(moment),
+    }
+
+
+def db_figures(event_id: int, category_id: int, total: int, sold: int, held: int, on_sale: bool) -> dict:
+    """Figures in the actor's shape from the database counters (for categories not yet published)."""
+    return {
+        "eventId": event_id,
+        "categoryId": category_id,
+        "totalSeats": total,
+        "soldSeats": sold,
+        "heldSeats": held,
+        "availableSeats": max(0, total - sold - held),
+        "onSale": on_sale,
+    }
+
+
+def lock_response(result: dict) -> dict:
+    """A category actor's answer to a hold → `lock-tickets-response`."""
+    if not result["ok"]:
+        return refusal(result["message"], result["status"], result.get("availableTickets"))
+    hold = result["hold"]
+    return {
+        "success": True,
+        "lockId": hold["lockId"],
+        "eventId": hold["eventId"],
+        "categoryId": hold["categoryId"],
+        "quantity": hold["quantity"],
+        "expiresAt": hold["expiresAt"],
+        "availableTickets": result["availableTickets"],
+    }
+
+
+def unlock_response(result: dict) -> dict:
+    if not result["ok"]:
+        return refusal(result["message"], result["status"], result.get("availableTickets"))
+    return {"success": True, "message": result["message"] or "Tickets unlocked successfully",
+            "released": result.get("released", 0), "availableTickets": result["availableTickets"]}
+
+
+def refusal(text: str, status: int, available: int | None = None) -> dict:
+    body = {"success": False, "message": text, "statusCode": status}
+    if available is not None:
+        body["availableTickets"] = available
+    return body
+

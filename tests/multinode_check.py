@@ -1,0 +1,180 @@
+"""Multi-node check: two Ray nodes on this machine, category actors on both, one PostgreSQL.
+
+Run by tests/test_multinode.py in its own process (a Ray cluster is per process, and the test session
+already has one):  DATABASE_URL=... python -m tests.multinode_check
+Prints one JSON report line last; exits 1 if a check fails.
+
+Buyers run as Ray tasks pinned to each node, so every category actor receives calls from its own
+node and from the other one, as it would from Serve replicas spread over a cluster.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from sqlalchemy import create_engine, text
+
+SEATS = 12
+BUYERS_PER_NODE = 20
+TUNABLES = {"hold_seconds": 300.0, "max_per_order": 4}
+
+
+def pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+async def setup(db_url: str) -> tuple[int, list[int], list[int]]:
+    """One organizer, buyers, one event with two categories (rows only: no HTTP in this check)."""
+    from storage.database import make_engine
+    from storage.events_store import create_event
+    from storage.users_store import create_user
+
+    engine = make_engine(db_url, pool_size=2)
+    tag = uuid.uuid4().hex[:8]
+    organizer = await create_user(engine, f"mn_org_{tag}", "not-a-login", "organizer")
+    buyers = [(await create_user(engine, f"mn_buyer_{tag}_{i}", "not-a-login", "assistant")).id
+              for i in range(2 * BUYERS_PER_NODE)]
+    event = await create_event(
+        engine,
+        {"name": f"Multinode {tag}", "category": "music", "location": "Arena",
+         "event_date": datetime.now(timezone.utc) + timedelta(days=30)},
+        [{"name": "Floor", "price": 40, "total_seats": SEATS}, {"name": "Balcony", "price": 60, "total_seats": SEATS},
+         {"name": "Standing", "price": 20, "total_seats": SEATS}],  # left to Ray's default placement
+        organizer.id,
+    )
+    await engine.dispose()
+    return event.id, [c.id for c in event.ticket_categories], buyers
+
+
+@ray.remote(num_cpus=1)
+def buyers_on_this_node(db_url: str, event_id: int, category_ids: list[int], user_ids: list[int], seed: int,
+                        unplaced: int | None = None) -> dict:
+    """Each buyer holds 1-3 seats in a random category, then buys with the hold or releases it."""
+    from actors.client import CategoryActors
+    from domain.inventory import ConfirmRequest, HoldRequest, PurchaseRequest, ReleaseRequest
+
+    async def run() -> dict:
+        rng = random.Random(seed)
+        client = CategoryActors(db_url, TUNABLES)
+        plan = [(user, rng.choice(category_ids), rng.randint(1, 3), rng.random()) for user in user_ids]
+        holds = await asyncio.gather(*(client.call(event_id, c, HoldRequest(u, q)) for u, c, q, _ in plan))
+        follow_ups = []
+        for (user, category, quantity, dice), hold in zip(plan, holds):
+            if not hold["ok"]:
+                continue
+            lock = uuid.UUID(hold["hold"]["lockId"])
+            request = ConfirmRequest(user, lock, quantity) if dice < 0.6 else ReleaseRequest(user, lock)
+            follow_ups.append((category, request))
+        results = await asyncio.gather(*(client.call(event_id, c, r) for c, r in follow_ups))
+        # Then walk-up buyers without a hold, straight to purchase.
+        walk_ups = [(rng.choice(category_ids), PurchaseRequest(u, 1)) for u, *_ in plan[: len(plan) // 2]]
+        purchases = await asyncio.gather(*(client.call(event_id, c, r) for c, r in walk_ups))
+        default_node = None
+        if unplaced is not None:  # where does Ray put an actor that this node's client creates?
+            handle = await client.handle(event_id, unplaced)
+            default_node = await handle.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id())
+        sold = {c: 0 for c in category_ids}
+        for (category, request), result in list(zip(follow_ups, results)) + list(zip(walk_ups, purchases)):
+            if result["ok"] and "order" in result:
+                sold[category] += result["order"]["quantity"]
+        return {
+            "node": ray.get_runtime_context().get_node_id(),
+            "holdsGranted": sum(1 for h in holds if h["ok"]),
+            "holdsRefused": sum(1 for h in holds if not h["ok"]),
+            "refusalStatuses": sorted({h["status"] for h in holds if not h["ok"]} |
+                                      {p["status"] for p in purchases if not p["ok"]}),
+            "soldByCategory": {str(c): n for c, n in sold.items()},
+            "defaultPlacement": default_node,
+        }
+
+    return asyncio.run(run())
+
+
+def node_of(handle) -> str:
+    return ray.get(handle.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id()))
+
+
+def main() -> int:
+    from actors import NAMESPACE, category_actor_name
+    from actors.category import TicketCategory
+    from storage.database import normalise_url
+
+    db_url = normalise_url(os.environ["DATABASE_URL"])
+    event_id, category_ids, buyers = asyncio.run(setup(db_url))
+    category_ids, unplaced = category_ids[:2], category_ids[2]
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False, "object_store_memory": 128 * 2**20})
+    cluster.add_node(num_cpus=1, object_store_memory=128 * 2**20)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        assert len(nodes) == 2, nodes
+        head = next(n["NodeID"] for n in ray.nodes() if "node:__internal_head__" in n["Resources"])
+        # One category actor per node, under the names the deployments look up (get_if_exists finds them).
+        for category_id, node in zip(category_ids, nodes):
+            TicketCategory.options(name=category_actor_name(event_id, category_id), namespace=NAMESPACE,
+                                   lifetime="detached", get_if_exists=True, scheduling_strategy=pinned(node),
+                                   ).remote(db_url, event_id, category_id, TUNABLES)
+        handles = {c: ray.get_actor(category_actor_name(event_id, c), namespace=NAMESPACE) for c in category_ids}
+        placement = {str(c): node_of(h) for c, h in handles.items()}
+        assert set(placement.values()) == set(nodes), placement  # one actor on each node
+
+        half = len(buyers) // 2
+        runs = ray.get([
+            buyers_on_this_node.options(scheduling_strategy=pinned(node)).remote(
+                db_url, event_id, category_ids, group, seed, unplaced if seed == 1 else None)
+            for seed, (node, group) in enumerate(zip(nodes, (buyers[:half], buyers[half:])))
+        ])
+        assert {r["node"] for r in runs} == set(nodes), runs  # buyers really ran on both nodes
+        figures = {str(c): ray.get(h.figures.remote()) for c, h in handles.items()}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+    report = {"nodes": nodes, "head": head, "placement": placement, "runs": runs, "figures": figures,
+              "database": check_database(db_url, event_id, category_ids, runs, figures)}
+    print(json.dumps(report))
+    return 0
+
+
+def check_database(db_url: str, event_id: int, category_ids: list[int], runs: list[dict], figures: dict) -> dict:
+    """The database is the truth: counters match the rows, nothing oversold, buyers were told the truth."""
+    engine = create_engine(db_url)
+    out = {}
+    with engine.connect() as conn:
+        for c in category_ids:
+            total, held, sold = conn.execute(text(
+                "SELECT total_seats, held_seats, sold_seats FROM ticket_categories WHERE id = :c"), {"c": c}).one()
+            orders = conn.execute(text(
+                "SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status = 'confirmed'"),
+                {"c": c}).scalar()
+            active = conn.execute(text(
+                "SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active'"),
+                {"c": c}).scalar()
+            told = sum(r["soldByCategory"][str(c)] for r in runs)
+            assert sold == orders == told, (c, sold, orders, told)
+            assert held == active, (c, held, active)
+            assert sold + held <= total, (c, sold, held, total)  # nothing oversold
+            actor = figures[str(c)]
+            assert (actor["soldSeats"], actor["heldSeats"]) == (sold, held), (c, actor, sold, held)
+            out[str(c)] = {"totalSeats": total, "soldSeats": sold, "heldSeats": held}
+    engine.dispose()
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except AssertionError as exc:
+        print(f"CHECK FAILED: {exc!r}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,74 @@
+"""Both notebooks run top to bottom with small parameters, so they cannot rot.
+
+Each runs in its own kernel process (nbclient), which starts its own Ray instance and Serve on its own
+port and data folder: nothing is shared with this session's cluster. Parameters reach the notebooks'
+parameters cell through environment variables.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_notebook(name: str, env: dict[str, str]) -> nbformat.NotebookNode:
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), "no parameters cell"
+    kernel_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL", "TICKETING_URL")}
+    kernel_env.update(env, RAY_USAGE_STATS_ENABLED="0")
+    kernel_env.pop("MPLBACKEND", None)  # the kernel's inline backend turns figures into PNG outputs
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client.execute(env=kernel_env)
+    return nb
+
+
+def outputs(nb: nbformat.NotebookNode) -> str:
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") or str(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(texts)
+
+
+def images(nb: nbformat.NotebookNode) -> int:
+    return sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+
+
+def stop_leftover_database(data_dir: Path) -> None:
+    from storage.embedded import stop_embedded
+
+    stop_embedded(data_dir / "pgdata")
+
+
+def test_ticket_rush_notebook_with_its_own_embedded_database(tmp_path):
+    try:
+        nb = run_notebook("ticket_rush.ipynb", {
+            "RUSH_BUYERS": "14", "RUSH_SEATS": "8", "RUSH_ARRIVAL_SECONDS": "1.5", "RUSH_WATCHERS": "2",
+            "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
+        })
+        text = outputs(nb)
+        assert "OK: " in text and "none oversold" in text, text[-3000:]
+        assert "oversold" in text and "holdP99ms" in text  # the summary table was printed
+        assert images(nb) >= 1  # the plots were drawn
+        # The notebook stopped the database it started.
+        assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+    finally:
+        stop_leftover_database(tmp_path)
+
+
+def test_compare_hold_policies_notebook(tmp_path, database_url):
+    nb = run_notebook("compare_hold_policies.ipynb", {
+        "RUSH_BUYERS": "10", "RUSH_SEATS": "6", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_THINK_MAX": "1.5",
+        "RUSH_RETRIES": "2", "RUSH_SHORT_HOLD": "1", "RUSH_LONG_HOLD": "30",
+        "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": database_url,  # the test database, to show the DATABASE_URL path as well
+    })
+    text = outputs(nb)
+    assert "OK: no policy oversold" in text, text[-3000:]
+    assert "short hold" in text and "long hold" in text
+    assert images(nb) >= 1

@@ -1,0 +1,170 @@
+"""The per-replica hub (deployments/realtime_hub.py): rooms, coalescing, notices, laggards. Pure asyncio."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from deployments.realtime_hub import Hub, Outbox, Session
+
+
+def figures(event_id: int, category_id: int, version: int, available: int) -> dict:
+    return {"eventId": event_id, "categoryId": category_id, "totalSeats": 10, "soldSeats": 0,
+            "heldSeats": 10 - available, "availableSeats": available, "version": version}
+
+
+def drain(session: Session) -> list[dict]:
+    return [json.loads(text) for text in session.outbox.take()]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _hub_with(*sessions: Session) -> Hub:
+    async def never(epoch, since):
+        raise AssertionError("not polled in these tests")
+    hub = Hub(never)
+    for session in sessions:
+        hub.add(session)
+    return hub
+
+
+def test_updates_reach_only_the_room_and_coalesce_per_category():
+    async def scenario():
+        inside, outside = Session("a", 1), Session("b", 2)
+        hub = await _hub_with(inside, outside)
+        hub.join(inside, 5)
+        hub.deliver({"epoch": "e", "version": 2, "notices": [],
+                     "snapshots": [figures(5, 1, 1, 9), figures(6, 1, 2, 3)]})
+        hub.deliver({"epoch": "e", "version": 3, "notices": [], "snapshots": [figures(5, 1, 3, 7)]})
+        got = drain(inside)
+        assert [(m["event"], m["data"]["availableTickets"]) for m in got] == [("availability-update", 7)]
+        assert drain(outside) == []
+    run(scenario())
+
+
+def test_older_figures_never_replace_newer_ones():
+    async def scenario():
+        session = Session("a", 1)
+        hub = await _hub_with(session)
+        hub.join(session, 5)
+        hub.deliver({"epoch": "e", "version": 4, "notices": [], "snapshots": [figures(5, 1, 4, 6)]})
+        drain(session)
+        # A join read older figures (version 2) after the loop had delivered version 4: dropped.
+        session.outbox.put_update((5, 1), hub.stamp("e", 2), "stale")
+        assert drain(session) == []
+        # After leaving and joining again, the room's current figures are sent afresh.
+        hub.leave(session, 5)
+        hub.join(session, 5)
+        session.outbox.put_update((5, 1), hub.stamp("e", 4), json.dumps({"event": "x", "data": {}}))
+        assert len(drain(session)) == 1
+    run(scenario())
+
+
+def test_broadcaster_restart_starts_a_new_generation():
+    async def scenario():
+        session = Session("a", 1)
+        hub = await _hub_with(session)
+        hub.join(session, 5)
+        hub.deliver({"epoch": "old", "version": 50, "notices": [], "snapshots": [figures(5, 1, 50, 6)]})
+        drain(session)
+        hub.deliver({"epoch": "new", "version": 1, "notices": [], "snapshots": [figures(5, 1, 1, 4)]})
+        assert [m["data"]["availableTickets"] for m in drain(session)] == [4]
+    run(scenario())
+
+
+def test_notices_go_to_every_socket_of_the_user_but_not_on_first_sync():
+    async def scenario():
+        tab1, tab2, other = Session("a", 1), Session("b", 1), Session("c", 2)
+        hub = await _hub_with(tab1, tab2, other)
+        notice = ("order-completed", 1, {"orderId": "9"})
+        hub.deliver({"epoch": "e", "version": 1, "snapshots": [], "notices": [notice]})  # history
+        assert drain(tab1) == []
+        hub.deliver({"epoch": "e", "version": 2, "snapshots": [], "notices": [notice]})
+        for tab in (tab1, tab2):
+            assert drain(tab) == [{"event": "order-completed", "data": {"orderId": "9"}}]
+        assert drain(other) == []
+    run(scenario())
+
+
+def test_remove_forgets_the_session_everywhere():
+    async def scenario():
+        session = Session("a", 1)
+        hub = await _hub_with(session)
+        hub.join(session, 5)
+        hub.remove(session)
+        assert hub.rooms == {} and hub.users == {} and hub.sessions == set()
+    run(scenario())
+
+
+def test_a_full_outbox_marks_a_laggard_and_stops_its_pump():
+    async def scenario():
+        outbox = Outbox(limit=2)
+        assert outbox.put("1") and outbox.put("2")
+        assert not outbox.put("3")
+        session = Session("a", 1, outbox=outbox)
+        sent = []
+
+        async def send(text):
+            sent.append(text)
+        await asyncio.wait_for(session.pump(send), 5)  # returns: the socket is to be closed
+        assert sent == []
+    run(scenario())
+
+
+def test_pump_sends_in_order_and_a_slow_socket_does_not_block_another():
+    async def scenario():
+        fast, slow = Session("f", 1), Session("s", 2)
+        hub = await _hub_with(fast, slow)
+        for session in (fast, slow):
+            hub.join(session, 5)
+        stuck = asyncio.Event()
+        received = []
+
+        async def send_fast(text):
+            received.append(json.loads(text)["event"])
+
+        async def send_slow(text):
+            await stuck.wait()
+        pumps = [asyncio.ensure_future(fast.pump(send_fast)), asyncio.ensure_future(slow.pump(send_slow))]
+        fast.send("connected", {})
+        slow.send("connected", {})
+        hub.deliver({"epoch": "e", "version": 1, "notices": [], "snapshots": [figures(5, 1, 1, 9)]})
+        for _ in range(100):
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0)
+        assert received == ["connected", "availability-update"]
+        for pump in pumps:
+            pump.cancel()
+    run(scenario())
+
+
+def test_watchdog_stops_the_pump_of_a_socket_whose_send_stalls():
+    async def scenario():
+        async def idle_poll(epoch, since):
+            await asyncio.Event().wait()
+        hub = Hub(idle_poll, send_timeout_s=0.05, watch_every_s=0.01)
+        stuck, fine = Session("s", 1), Session("f", 2)
+        for session in (stuck, fine):
+            hub.add(session)
+        hub.start()
+        delivered = []
+
+        async def never_returns(text):
+            await asyncio.Event().wait()
+
+        async def records(text):
+            delivered.append(text)
+        stuck.pump_task = asyncio.ensure_future(stuck.pump(never_returns))
+        fine.pump_task = asyncio.ensure_future(fine.pump(records))
+        stuck.send("connected", {})
+        fine.send("connected", {})
+        try:
+            await asyncio.wait_for(asyncio.gather(stuck.pump_task, return_exceptions=True), 5)
+        finally:
+            await hub.stop()
+        assert stuck.pump_task.cancelled() and hub.laggards == 1
+        assert not fine.pump_task.done() and len(delivered) == 1
+        fine.pump_task.cancel()
+    run(scenario())

@@ -1,0 +1,74 @@
+"""The realtime protocol's pure parts (domain/realtime.py), without Ray or sockets."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domain import realtime as proto
+
+
+def test_parse_accepts_known_events_with_or_without_data():
+    assert proto.parse_message('{"event": "heartbeat"}') == proto.ClientMessage("heartbeat", {})
+    msg = proto.parse_message('{"event": "join-event-room", "data": {"eventId": 3}}')
+    assert msg == proto.ClientMessage("join-event-room", {"eventId": 3})
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("nope", "Invalid message"),
+    ("[]", "Invalid message"),
+    ('{"data": {}}', "Invalid message"),
+    ('{"event": 5}', "Invalid message"),
+    ('{"event": "heartbeat", "data": [1]}', "data must be a JSON object"),
+    ('{"event": "order-completed"}', "Unknown event: order-completed"),
+    ('{"event": "x", "data": "' + "a" * proto.MAX_MESSAGE_CHARS + '"}', "Message too large"),
+])
+def test_parse_refuses_malformed_messages(text, reason):
+    with pytest.raises(proto.ProtocolError) as refused:
+        proto.parse_message(text)
+    assert reason in refused.value.message and refused.value.status == 400
+
+
+@pytest.mark.parametrize("value", [None, "3", 0, -1, 2**31, 1.0, True])
+def test_ids_must_be_positive_32_bit_integers(value):
+    with pytest.raises(proto.ProtocolError):
+        proto.positive_id({"eventId": value}, "eventId")
+
+
+def test_identity_comes_from_the_token():
+    proto.check_identity({}, 7)
+    proto.check_identity({"userId": 7}, 7)
+    proto.check_identity({"userId": "7"}, 7)  # seed clients may send it as a string
+    for claimed in (8, "8", True, 7.0, [7], {"id": 7}):
+        with pytest.raises(proto.ProtocolError) as refused:
+            proto.check_identity({"userId": claimed}, 7)
+        assert (refused.value.message, refused.value.status) == ("Unauthorized", 403)
+
+
+def test_availability_maps_actor_figures_to_the_seed_payload():
+    figures = {"eventId": 1, "categoryId": 2, "totalSeats": 10, "soldSeats": 3, "heldSeats": 2,
+               "availableSeats": 5, "onSale": True, "committedAt": 1_700_000_000.5}
+    assert proto.availability(figures) == {
+        "eventId": 1, "categoryId": 2, "availableTickets": 5, "lockedTickets": 2, "soldTickets": 3,
+        "totalTickets": 10, "onSale": True, "timestamp": "2023-11-14T22:13:20.500Z",
+    }
+
+
+def test_db_figures_never_go_negative():
+    assert proto.db_figures(1, 2, 5, 4, 3, True)["availableSeats"] == 0
+
+
+def test_lock_response_shapes():
+    granted = {"ok": True, "status": 201, "message": "", "availableTickets": 7, "hold": {
+        "lockId": "abc", "eventId": 1, "categoryId": 2, "quantity": 3, "expiresAt": "2030-01-01T00:00:00Z"}}
+    assert proto.lock_response(granted) == {"success": True, "lockId": "abc", "eventId": 1, "categoryId": 2,
+                                            "quantity": 3, "expiresAt": "2030-01-01T00:00:00Z",
+                                            "availableTickets": 7}
+    refused = {"ok": False, "status": 400, "message": "Only 2 tickets available", "availableTickets": 2}
+    assert proto.lock_response(refused) == {"success": False, "message": "Only 2 tickets available",
+                                            "statusCode": 400, "availableTickets": 2}
+
+
+def test_message_is_compact_json():
+    assert json.loads(proto.message("heartbeat-response", {"timestamp": "t"})) == {
+        "event": "heartbeat-response", "data": {"timestamp": "t"}}

@@ -1,0 +1,358 @@
+"""A simulated on-sale rush against the HTTP API, shared by the notebooks and `ticketing rush`.
+
+Buyers arrive along an arrival curve, each hold seats and then buys, walks away (the hold expires) or
+releases. A refused buyer tries again a few times, as real ones do. Watchers poll the public tickets
+endpoint meanwhile. Afterwards the outcome is checked against the server: seats sold (from the
+organizer's order list) never exceed the seats on sale, and every order a buyer was told about exists.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import httpx
+
+ARRIVALS = ("burst", "uniform", "ramp", "spike")
+BEHAVIOURS = ("buy", "abandon", "release")
+PASSWORD = "rush-password-1"
+
+
+@dataclass
+class RushConfig:
+    buyers: int = 100
+    seats: int = 50
+    mix: dict[str, float] = field(default_factory=lambda: {"buy": 0.7, "abandon": 0.15, "release": 0.15})
+    arrival: str = "spike"            # burst: all at once; uniform; ramp: more and more; spike: front-loaded
+    arrival_seconds: float = 5.0      # arrivals spread over this window (not for burst)
+    max_quantity: int = 2             # each buyer wants 1..max_quantity seats
+    think_seconds: tuple[float, float] = (0.2, 1.5)  # between hold and buy/release
+    retries: int = 3                  # a refused buyer tries again this many times
+    retry_wait_seconds: float = 1.0
+    watchers: int = 2                 # clients polling GET /api/events/:id/tickets
+    watch_interval_seconds: float = 0.25
+    concurrency: int = 64             # open HTTP connections at most
+    warm_up: bool = True              # load the category actor before the clock starts (not a cold start)
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        if self.arrival not in ARRIVALS:
+            raise ValueError(f"arrival must be one of {ARRIVALS}")
+        unknown = set(self.mix) - set(BEHAVIOURS)
+        if unknown or not self.mix or min(self.mix.values()) < 0 or sum(self.mix.values()) <= 0:
+            raise ValueError(f"mix must weigh {BEHAVIOURS}, got {self.mix}")
+        if self.buyers < 1 or self.seats < 0 or self.max_quantity < 1:
+            raise ValueError("buyers and max_quantity must be >= 1, seats >= 0")
+
+
+def arrival_offsets(config: RushConfig, rng: random.Random) -> list[float]:
+    """Seconds after the start at which each buyer arrives, sorted."""
+    T, n = config.arrival_seconds, config.buyers
+    u = [rng.random() for _ in range(n)]
+    if config.arrival == "burst":
+        offsets = [0.05 * x for x in u]
+    elif config.arrival == "uniform":
+        offsets = [T * x for x in u]
+    elif config.arrival == "ramp":  # arrival rate grows linearly: density ~ t
+        offsets = [T * math.sqrt(x) for x in u]
+    else:  # spike: rate decays exponentially from the opening second
+        k = 4.0
+        offsets = [-T * math.log(1 - x * (1 - math.exp(-k))) / k for x in u]
+    return sorted(offsets)
+
+
+@dataclass
+class Call:
+    """One HTTP call made by a buyer."""
+
+    buyer: int
+    kind: str           # hold | order | release
+    start: float        # seconds since the rush began
+    latency: float      # seconds
+    status: int         # HTTP status, 0 for a transport error
+    quantity: int
+    message: str = ""
+
+
+@dataclass
+class Sample:
+    """What one watcher saw at one moment."""
+
+    watcher: int
+    t: float
+    latency: float
+    available: int
+    held: int
+    sold: int
+
+
+@dataclass
+class Buyer:
+    index: int
+    behaviour: str
+    quantity: int
+    arrival: float
+    outcome: str = "pending"  # sold | abandoned | released | refused | expired | error
+
+
+@dataclass
+class RushResult:
+    config: RushConfig
+    event_id: int
+    category_id: int
+    buyers: list[Buyer]
+    calls: list[Call]
+    samples: list[Sample]
+    duration: float
+    hold_seconds: float | None = None      # as granted by the server (expiresAt - createdAt)
+    final: dict = field(default_factory=dict)  # the server's figures after the rush
+
+    def latencies(self, kind: str) -> list[float]:
+        return sorted(c.latency for c in self.calls if c.kind == kind and c.status)
+
+    def summary(self) -> dict:
+        holds = [c for c in self.calls if c.kind == "hold"]
+        outcomes = {o: sum(1 for b in self.buyers if b.outcome == o)
+                    for o in ("sold", "abandoned", "released", "expired", "refused", "error")}
+        hold_ms, order_ms = self.latencies("hold"), self.latencies("order")
+        return {
+            "buyers": len(self.buyers),
+            "seats": self.config.seats,
+            "holdsGranted": sum(1 for c in holds if c.status == 201),
+            "holdsRefused": sum(1 for c in holds if 400 <= c.status < 500),
+            "serverErrors": sum(1 for c in self.calls if c.status >= 500 or c.status == 0),
+            "ordersConfirmed": sum(1 for c in self.calls if c.kind == "order" and c.status == 201),
+            "soldSeats": self.final.get("soldByOrders", 0),
+            "heldSeatsLeft": self.final.get("heldSeats", 0),
+            "oversold": max(0, self.final.get("soldByOrders", 0) - self.config.seats),
+            "consistent": self.final.get("consistent", False),
+            **{f"buyers{k.capitalize()}": v for k, v in outcomes.items()},
+            "holdP50ms": percentile_ms(hold_ms, 50),
+            "holdP99ms": percentile_ms(hold_ms, 99),
+            "orderP50ms": percentile_ms(order_ms, 50),
+            "orderP99ms": percentile_ms(order_ms, 99),
+            "holdSeconds": self.hold_seconds,
+            "durationSeconds": round(self.duration, 2),
+        }
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary(), "config": asdict(self.config), "eventId": self.event_id,
+                "categoryId": self.category_id, "final": self.final}
+
+
+def percentile_ms(sorted_seconds: list[float], p: float) -> float | None:
+    if not sorted_seconds:
+        return None
+    rank = min(len(sorted_seconds) - 1, max(0, math.ceil(p / 100 * len(sorted_seconds)) - 1))
+    return round(sorted_seconds[rank] * 1000, 1)
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("message", ""))
+    except ValueError:  # not JSON (a proxy error page, say)
+        return r.text[:200]
+
+
+def summary_table(summary: dict) -> str:
+    """The summary as an aligned two-column text table."""
+    width = max(len(k) for k in summary)
+    return "\n".join(f"{k:<{width}}  {'-' if v is None else v}" for k, v in summary.items())
+
+
+# ---- setup -----------------------------------------------------------------------------------------
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def account(client: httpx.AsyncClient, role: str, username: str | None = None,
+                  password: str = PASSWORD) -> dict:
+    """Register (or reuse) an account and log in; returns {id?, username, headers}."""
+    username = username or _unique(role)
+    r = await client.post("/api/auth/register", json={"username": username, "password": password, "role": role})
+    if r.status_code not in (201, 409):
+        raise RuntimeError(f"register {username}: {r.status_code} {r.text}")
+    r = await client.post("/api/auth/login", json={"username": username, "password": password})
+    if r.status_code != 201:
+        raise RuntimeError(f"login {username}: {r.status_code} {r.text}")
+    token = r.json()["token"]
+    return {"username": username, "headers": {"Authorization": f"Bearer {token}"}}
+
+
+async def create_event(client: httpx.AsyncClient, organizer: dict, seats: int, name: str | None = None,
+                       price: str = "50.00", category: str = "General") -> dict:
+    body = {
+        "eventName": name or _unique("Rush"),
+        "eventCategory": "music",
+        "eventDate": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat(),
+        "location": "Arena",
+        "ticketCategories": [{"categoryName": category, "price": price, "totalSeats": seats}],
+    }
+    r = await client.post("/api/events", json=body, headers=organizer["headers"])
+    if r.status_code != 201:
+        raise RuntimeError(f"create event: {r.status_code} {r.text}")
+    return r.json()
+
+
+async def warm_up(client: httpx.AsyncClient, organizer: dict, event_id: int, category_id: int) -> None:
+    """One hold and its release: the category's actor is created and loaded before the on-sale opens,
+    as it is in production after the first request (a cold actor costs a process start)."""
+    r = await client.post("/api/holds", json={"eventId": event_id, "categoryId": category_id, "quantity": 1},
+                          headers=organizer["headers"])
+    if r.status_code == 201:
+        r = await client.delete(f"/api/holds/{r.json()['lockId']}", headers=organizer["headers"])
+        if r.status_code != 200:
+            raise RuntimeError(f"warm-up release: {r.status_code} {r.text}")
+
+
+async def _gather_limited(factories, limit: int):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(factory):
+        async with semaphore:
+            return await factory()
+
+    return await asyncio.gather(*(run(f) for f in factories))
+
+
+# ---- the rush ----------------------------------------------------------------------------------------
+
+
+async def run_rush(url: str, config: RushConfig | None = None, *,
+                   progress: Callable[[int, int], None] | None = None) -> RushResult:
+    """Set up an event and `config.buyers` accounts, run the rush, then read back the outcome."""
+    config = config or RushConfig()
+    rng = random.Random(config.seed)
+    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        organizer = await account(client, "organizer")
+        event = await create_event(client, organizer, config.seats)
+        event_id, category_id = event["idEvent"], event["ticketCategories"][0]["id"]
+        if config.warm_up:
+            await warm_up(client, organizer, event_id, category_id)
+        # Registration hashes passwords (CPU-heavy by design): a few at a time, before the clock starts.
+        accounts = await _gather_limited([lambda: account(client, "assistant") for _ in range(config.buyers)], 4)
+        names, weights = zip(*config.mix.items())
+        buyers = [Buyer(i, rng.choices(names, weights)[0], rng.randint(1, config.max_quantity), t)
+                  for i, t in enumerate(arrival_offsets(config, rng))]
+        thinks = [rng.uniform(*config.think_seconds) for _ in buyers]
+        calls: list[Call] = []
+        samples: list[Sample] = []
+        granted_durations: list[float] = []
+        done = 0
+        t0 = time.monotonic()
+
+        async def timed(buyer: Buyer, kind: str, method: str, path: str, **kw) -> httpx.Response | None:
+            start = time.monotonic()
+            try:
+                r = await client.request(method, path, headers=accounts[buyer.index]["headers"], **kw)
+            except httpx.HTTPError as exc:
+                calls.append(Call(buyer.index, kind, start - t0, time.monotonic() - start, 0, buyer.quantity,
+                                  type(exc).__name__))
+                return None
+            message = "" if r.status_code < 300 else _message(r)
+            calls.append(Call(buyer.index, kind, start - t0, time.monotonic() - start, r.status_code,
+                              buyer.quantity, message))
+            return r
+
+        async def one_buyer(buyer: Buyer) -> None:
+            nonlocal done
+            await asyncio.sleep(max(0.0, buyer.arrival - (time.monotonic() - t0)))
+            body = {"eventId": event_id, "categoryId": category_id, "quantity": buyer.quantity}
+            hold, failed = None, False
+            for attempt in range(config.retries + 1):
+                r = await timed(buyer, "hold", "POST", "/api/holds", json=body)
+                if r is not None and r.status_code == 201:
+                    hold = r.json()
+                    break
+                failed = r is None or r.status_code >= 500
+                if attempt < config.retries:  # sold out for now: held seats may come back
+                    await asyncio.sleep(config.retry_wait_seconds * (1 + rng.random()))
+            if hold is None:
+                buyer.outcome = "error" if failed else "refused"
+            else:
+                granted_durations.append(
+                    (datetime.fromisoformat(hold["expiresAt"]) - datetime.fromisoformat(hold["createdAt"]))
+                    .total_seconds())
+                buyer.outcome = await finish(buyer, hold)
+            done += 1
+            if progress:
+                progress(done, len(buyers))
+
+        async def finish(buyer: Buyer, hold: dict) -> str:
+            if buyer.behaviour == "abandon":
+                return "abandoned"  # walks away: the hold expires on its own
+            await asyncio.sleep(thinks[buyer.index])
+            if buyer.behaviour == "release":
+                r = await timed(buyer, "release", "DELETE", f"/api/holds/{hold['lockId']}")
+                return "released" if r is not None and r.status_code == 200 else "expired"
+            r = await timed(buyer, "order", "POST", "/api/orders/with-lock",
+                            json={"eventId": event_id, "categoryId": category_id,
+                                  "quantity": buyer.quantity, "lockId": hold["lockId"]})
+            if r is None or r.status_code >= 500:
+                return "error"
+            return "sold" if r.status_code == 201 else "expired"
+
+        stop_watching = asyncio.Event()
+
+        async def watcher(index: int) -> None:
+            while not stop_watching.is_set():
+                start = time.monotonic()
+                try:
+                    r = await client.get(f"/api/events/{event_id}/tickets")
+                    if r.status_code == 200:
+                        c = r.json()[0]
+                        samples.append(Sample(index, start - t0, time.monotonic() - start, c["availableSeats"],
+                                              c["heldSeats"], c["reservedSeats"]))
+                except httpx.HTTPError:
+                    pass
+                try:
+                    await asyncio.wait_for(stop_watching.wait(), config.watch_interval_seconds)
+                except TimeoutError:
+                    pass
+
+        watchers = [asyncio.create_task(watcher(i)) for i in range(config.watchers)]
+        try:
+            await asyncio.gather(*(one_buyer(b) for b in buyers))
+        finally:
+            stop_watching.set()
+            await asyncio.gather(*watchers)
+        duration = time.monotonic() - t0
+        final = await read_back(client, organizer, event_id, category_id, config.seats, calls)
+    return RushResult(config, event_id, category_id, buyers, calls, samples, duration,
+                      hold_seconds=round(granted_durations[0], 3) if granted_durations else None, final=final)
+
+
+async def read_back(client: httpx.AsyncClient, organizer: dict, event_id: int, category_id: int,
+                    seats: int, calls: list[Call]) -> dict:
+    """The server's truth after the rush, and whether it agrees with what buyers were told."""
+    tickets = (await client.get(f"/api/events/{event_id}/tickets")).json()
+    category = next(c for c in tickets if c["id"] == category_id)
+    r = await client.get(f"/api/orders/event/{event_id}", headers=organizer["headers"])
+    if r.status_code != 200:
+        raise RuntimeError(f"orders of event: {r.status_code} {r.text}")
+    confirmed = [o for o in r.json() if o["status"] == "confirmed"]
+    sold_by_orders = sum(o["quantity"] for o in confirmed)
+    told_sold = sum(c.quantity for c in calls if c.kind == "order" and c.status == 201)
+    return {
+        "totalSeats": category["totalSeats"],
+        "soldSeats": category["reservedSeats"],
+        "heldSeats": category["heldSeats"],
+        "availableSeats": category["availableSeats"],
+        "confirmedOrders": len(confirmed),
+        "soldByOrders": sold_by_orders,
+        "soldToldToBuyers": told_sold,
+        # Every seat a buyer was told is theirs is a real order, and the category's counter agrees.
+        "consistent": sold_by_orders == category["reservedSeats"] == told_sold and sold_by_orders <= seats,
+    }
+
+
+def run_rush_sync(url: str, config: RushConfig | None = None, **kw) -> RushResult:
+    return asyncio.run(run_rush(url, config, **kw))
