@@ -424,3 +424,36 @@ def test_s8_08_confirm_racing_release_is_one_or_the_other(server, http, db):
         assert hold_status(db, held["lockId"]) == ("confirmed" if confirmed else "released")
     counters = assert_consistent(db, http, cat["event"], cat["category"])
     assert counters["held"] == 0 and counters["sold"] == 2 * len(order_rows(db, cat["category"]))
+
+
+def test_s8_11_database_refusing_a_write_leaves_nothing_half_done(server, http, db, jwt_secret):
+    """Seed: a failure between steps left pending orders or held seats behind. Here the database
+    refuses every order insert of one category (an injected trigger): those buyers get a clean 503,
+    nothing is half-written, holds in the same batches still commit, and the actor reloads the truth."""
+    cat = new_category(http, seats=20)
+    buyers = many_buyers(db, jwt_secret, 12)
+    assert order(http, cat, buyers[0], 2).status_code == 201
+    fn = f"refuse_orders_{cat['category']}"
+    with db.begin() as conn:
+        conn.execute(text(f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                          f"IF NEW.category_id = {cat['category']} THEN RAISE EXCEPTION 'injected failure'; "
+                          f"END IF; RETURN NEW; END $$"))
+        conn.execute(text(f"CREATE TRIGGER {fn} BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION {fn}()"))
+    try:
+        calls = [("POST", "/api/orders" if i % 2 else "/api/holds", {**cat["body"], "quantity": 1}, b["headers"])
+                 for i, b in enumerate(buyers[1:11])]
+        results = gather(server, calls)
+        orders_, holds_ = results[1::2], results[0::2]
+        assert [r.status_code for r in orders_] == [503] * 5, [r.text for r in orders_]
+        assert all(r.json()["statusCode"] == 503 for r in orders_)
+        assert [r.status_code for r in holds_] == [201] * 5, [r.text for r in holds_]
+        assert all(hold_status(db, r.json()["lockId"]) == "active" for r in holds_)
+        counters = assert_consistent(db, http, cat["event"], cat["category"])
+        assert counters == {"total": 20, "held": 5, "sold": 2}
+    finally:
+        with db.begin() as conn:
+            conn.execute(text(f"DROP TRIGGER {fn} ON orders"))
+            conn.execute(text(f"DROP FUNCTION {fn}()"))
+    assert order(http, cat, buyers[11], 3).status_code == 201
+    assert len(order_rows(db, cat["category"])) == 2
+    assert assert_consistent(db, http, cat["event"], cat["category"])["sold"] == 5
