@@ -192,17 +192,18 @@ def test_reviving_a_cancelled_order_is_refused(db, cat):
         conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order})
     for status in ("confirmed", "pending", "completed"):
         refused(db, lambda conn: conn.execute(text("UPDATE orders SET status = :s WHERE id = :o"),
-                                              {"s": status, "o": order}), "cannot go from cancelled")
+                                              {"s": status, "o": order}), "already cancelled")
     assert counters(db, cat) == (0, 0)
 
 
-def test_cancelling_twice_frees_the_seats_once(db, cat):
+def test_cancelling_twice_is_refused_and_frees_the_seats_once(db, cat):
     with db.begin() as conn:
         keep = insert_order(conn, cat, 4)
         order = insert_order(conn, cat, 3)
-    for _ in range(2):
-        with db.begin() as conn:
-            conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order})
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order})
+    refused(db, lambda conn: conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"),
+                                          {"o": order}), "already cancelled")
     assert counters(db, cat) == (0, 4) == from_rows(db, cat["category"])
     assert keep
 
@@ -216,21 +217,25 @@ def test_two_concurrent_cancels_free_the_seats_once(db, cat):
     results = []
 
     def cancel(wait_for_other: bool):
-        with db.begin() as conn:
-            if wait_for_other:
-                first_updated.wait(10)
-            n = conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order}).rowcount
-            if not wait_for_other:
-                first_updated.set()
-                conn.execute(text("SELECT pg_sleep(0.3)"))  # keep the row locked while the other waits
-            results.append(n)
+        try:
+            with db.begin() as conn:
+                if wait_for_other:
+                    first_updated.wait(10)
+                conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": order})
+                if not wait_for_other:
+                    first_updated.set()
+                    conn.execute(text("SELECT pg_sleep(0.3)"))  # keep the row locked while the other waits
+            results.append("cancelled")
+        except DBAPIError as exc:
+            assert "already cancelled" in str(exc.orig)
+            results.append("refused")
 
     threads = [threading.Thread(target=cancel, args=(flag,)) for flag in (False, True)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    assert len(results) == 2
+    assert sorted(results) == ["cancelled", "refused"]
     assert counters(db, cat) == (0, 2) == from_rows(db, cat["category"])
 
 
