@@ -57,6 +57,7 @@ class TicketCategory:
     # ---- public methods ----
     async def submit(self, requests: list[Request]) -> list[dict]:
         """Decide `requests` (in this order) and answer once the decisions are durable."""
+        arrived = time.perf_counter()
         await self._ensure_running()
         if self.missing:
             return [_refusal_view(404, "Ticket category not found") for _ in requests]
@@ -67,7 +68,9 @@ class TicketCategory:
             self.queue.append((request, future))
             futures.append(future)
         self.wakeup.set()
-        return list(await asyncio.gather(*futures))
+        answers = list(await asyncio.gather(*futures))
+        self.metrics.observe_call(time.perf_counter() - arrived)
+        return answers
 
     async def figures(self) -> dict:
         await self._ensure_running()

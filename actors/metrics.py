@@ -4,11 +4,11 @@ from __future__ import annotations
 from ray.util import metrics
 
 _TAGS = ("event_id", "category_id")
-_held = _sold = _available = _granted = _refused = _latency = None
+_held = _sold = _available = _granted = _refused = _latency = _request_latency = None
 
 
 def _init() -> None:
-    global _held, _sold, _available, _granted, _refused, _latency
+    global _held, _sold, _available, _granted, _refused, _latency, _request_latency
     if _held is not None:
         return
     _held = metrics.Gauge("ticketing_held_seats", "Seats held (locked) right now", _TAGS)
@@ -16,6 +16,12 @@ def _init() -> None:
     _available = metrics.Gauge("ticketing_available_seats", "Seats free to hold or buy", _TAGS)
     _granted = metrics.Counter("ticketing_requests_granted", "Requests granted, by kind", _TAGS + ("kind",))
     _refused = metrics.Counter("ticketing_requests_refused", "Requests refused, by kind", _TAGS + ("kind",))
+    _request_latency = metrics.Histogram(
+        "ticketing_request_seconds",
+        "From a call's arrival at the category actor to its durable answer (queue + decide + commit)",
+        boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+        tag_keys=_TAGS,
+    )
     _latency = metrics.Histogram(
         "ticketing_batch_seconds",
         "Time to decide and commit one batch of requests",
@@ -28,6 +34,9 @@ class CategoryMetrics:
     def __init__(self, event_id: int, category_id: int) -> None:
         _init()
         self.tags = {"event_id": str(event_id), "category_id": str(category_id)}
+
+    def observe_call(self, seconds: float) -> None:
+        _request_latency.observe(seconds, tags=self.tags)
 
     def observe_batch(self, requests_and_outcomes, seconds: float, figures: dict) -> None:
         _latency.observe(seconds, tags=self.tags)

@@ -58,10 +58,12 @@ def test_category_figures_reach_prometheus_and_stats(ray_cluster, http):
     port = ray_cluster._private.worker.global_worker.node.metrics_export_port
     url = f"http://127.0.0.1:{port}/metrics"
     tags = {"event_id": str(event_id), "category_id": str(category_id)}
-    text = scrape_until(url, lambda t: samples(t, "ray_ticketing_available_seats", **tags) == [4.0])
+    text = scrape_until(url, lambda t: samples(t, "ray_ticketing_available_seats", **tags) == [4.0]
+                        and sum(samples(t, "ray_ticketing_request_seconds_count", **tags)) >= 2)
     assert samples(text, "ray_ticketing_available_seats", **tags) == [4.0], f"not exported at {url}"
     assert samples(text, "ray_ticketing_held_seats", **tags) == [3.0]
     assert samples(text, "ray_ticketing_sold_seats", **tags) == [0.0]
     assert samples(text, "ray_ticketing_requests_granted_total", kind="hold", **tags) == [1.0]
     assert samples(text, "ray_ticketing_requests_refused_total", kind="hold", **tags) == [1.0]
     assert samples(text, "ray_ticketing_batch_seconds_count", **tags)[0] >= 1
+    assert samples(text, "ray_ticketing_request_seconds_count", **tags)[0] >= 2  # two calls: granted + refused

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_notebook(name: str, env: dict[str, str]) -> nbformat.NotebookNode:
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), "no parameters cell"
-    kernel_env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL", "TICKETING_URL")}
+    # The kernel starts its own Ray and Serve; a second HAProxy ingress on this machine would fight the
+    # test session's for its fixed ports, so the notebook uses Serve's own proxy.
+    own = ("RAY_ADDRESS", "DATABASE_URL", "TICKETING_URL", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED")
+    kernel_env = {k: v for k, v in os.environ.items() if k not in own}
     kernel_env.update(env, RAY_USAGE_STATS_ENABLED="0")
     kernel_env.pop("MPLBACKEND", None)  # the kernel's inline backend turns figures into PNG outputs
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
