@@ -235,7 +235,8 @@ def main() -> None:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app_args = {"database_url": db_url, "data_dir": str(work), "migrate": "0"}
     serve.run(build_app(app_args), name="ticketing", route_prefix="/")
-    serve.run(build_realtime_app({**app_args, "fanout_interval_s": args.fanout_interval}),
+    serve.run(build_realtime_app({**app_args, "fanout_interval_s": args.fanout_interval,
+                                  "max_ongoing_requests": args.sockets + 100}),
               name="realtime", route_prefix="/realtime")
     base = f"http://127.0.0.1:{port}"
     token = issue_token(1, "bench-watcher", "assistant", jwt_secret(work), 24 * 3600)  # identity only

@@ -46,4 +46,7 @@ def build_realtime_app(args: dict | None = None) -> Application:
     """The WebSocket application (route prefix /realtime), deployed next to the HTTP one."""
     args = dict(args or {})
     db_url, data_dir = resolve_and_migrate(args)
-    return Realtime.bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))
+    realtime = Realtime
+    if "max_ongoing_requests" in args:  # every open socket takes one slot; HTTP /realtime/stats needs one too
+        realtime = Realtime.options(max_ongoing_requests=int(args["max_ongoing_requests"]))
+    return realtime.bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))
