@@ -31,7 +31,7 @@ from deployments.schemas import (
     ReleaseBody,
 )
 from domain.auth import Principal, token_from_header, verify_token
-from domain.errors import ApiError, NotFound, error_body
+from domain.errors import ApiError, error_body
 from domain.inventory import HoldRequest
 from ticketing import settings
 from ticketing.settings import Tunables
