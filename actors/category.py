@@ -171,6 +171,8 @@ class TicketCategory:
             await self._load()  # every earlier decision is committed, so the database is complete
             for _, future in refreshes:
                 future.set_result(self.inventory.figures() if self.inventory else {"missing": True})
+            if self.inventory is not None:  # watchers learn at once that a deleted event is off sale
+                publish_snapshot(self.inventory.figures(), [])
         started = time.perf_counter()
         now = _now()
         inventory = self.inventory
