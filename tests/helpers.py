@@ -35,3 +35,24 @@ def create_event(http: httpx.Client, organizer: dict, seats: int = 10, price: st
     r = http.post("/api/events", json=body, headers=organizer["headers"])
     assert r.status_code == 201, r.text
     return r.json()
+
+
+ERROR_KEYS = {"statusCode", "message", "error"}
+
+
+def assert_error(r: httpx.Response, status: int, message: str | None = None) -> dict:
+    """An error answer: the status, the {statusCode, message, error} body, and the exact message if given."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == ERROR_KEYS and body["statusCode"] == status, body
+    if message is not None:
+        assert body["message"] == message
+    return body
+
+
+def assert_error_containing(r: httpx.Response, status: int, text: str | None = None) -> dict:
+    """Like assert_error, but the message (or one of a list of messages) only has to contain `text`."""
+    body = assert_error(r, status)
+    if text is not None:
+        assert text in str(body["message"]), body
+    return body

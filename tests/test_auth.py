@@ -9,19 +9,9 @@ import jwt
 import pytest
 
 from tests.dbstate import row, scalar, unchanged
-from tests.helpers import register, unique
+from tests.helpers import assert_error, register, unique
 
 PASSWORD = "s3cret-Pass-42"
-ERROR_KEYS = {"statusCode", "message", "error"}
-
-
-def assert_error(r, status: int, message: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == ERROR_KEYS and body["statusCode"] == status
-    if message is not None:
-        assert body["message"] == message
-    return body
 
 
 # ---- register ----------------------------------------------------------------------------------------

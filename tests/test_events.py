@@ -7,20 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.dbstate import row, scalar, unchanged
-from tests.helpers import create_event, future, register, unique
+from tests.helpers import assert_error, create_event, future, register, unique
 
-ERROR_KEYS = {"statusCode", "message", "error"}
 EVENT_KEYS = {"idEvent", "eventName", "eventCategory", "description", "eventDate", "location", "isActive",
               "createdBy", "createdAt", "updatedAt", "ticketCategories"}
-
-
-def assert_error(r, status: int, message: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == ERROR_KEYS and body["statusCode"] == status
-    if message is not None:
-        assert body["message"] == message
-    return body
 
 
 def when(iso: str) -> datetime:

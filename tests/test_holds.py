@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 import ray
 
+from tests.helpers import assert_error_containing as assert_error
 from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
     fast_users,
     person,
@@ -31,14 +32,6 @@ def buyer(http):
 
 def hold(http, cat, user, quantity=2, **extra):
     return http.post("/api/holds", json={**cat["body"], "quantity": quantity, **extra}, headers=user["headers"])
-
-
-def assert_error(r, status: int, text: str | None = None):
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["statusCode"] == status and "error" in body and "message" in body, body
-    if text is not None:
-        assert text in str(body["message"]), body
 
 
 # ---- POST /api/holds ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from tests.helpers import assert_error_containing as assert_error
 from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
     fast_users,
     person,
@@ -44,14 +45,6 @@ def hold(http, cat, user, quantity=2):
 def with_lock(http, cat, user, lock_id, quantity=2, headers=None, **extra):
     return http.post("/api/orders/with-lock", json={**cat["body"], "quantity": quantity, "lockId": lock_id, **extra},
                      headers={**user["headers"], **(headers or {})})
-
-
-def assert_error(r, status: int, text: str | None = None):
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["statusCode"] == status and "error" in body and "message" in body, body
-    if text is not None:
-        assert text in str(body["message"]), body
 
 
 ORDER_KEYS = {"id", "userId", "eventId", "categoryId", "quantity", "unitPrice", "totalPrice", "status",
