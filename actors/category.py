@@ -51,13 +51,21 @@ class TicketCategory:
         self.loop_task: asyncio.Task | None = None
         self.load_lock: asyncio.Lock | None = None
         self.missing = False
+        # Settings given at creation are authoritative. After a restart Ray replays the creation
+        # arguments, which may be stale: the next caller's settings (serve_config user_config) win.
+        self.configured = not ray.get_runtime_context().was_current_actor_reconstructed
         self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
 
     # ---- public methods ----
-    async def submit(self, requests: list[Request]) -> list[dict]:
-        """Decide `requests` (in this order) and answer once the decisions are durable."""
+    async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[dict]:
+        """Decide `requests` (in this order) and answer once the decisions are durable.
+
+        `tunables` are the caller's hold duration and per-order maximum; they are adopted only by an
+        actor that restarted and has not been configured since."""
         arrived = time.perf_counter()
+        if tunables is not None and not self.configured:
+            await self.configure(tunables)
         await self._ensure_running()
         if self.missing:
             return [_refusal_view(404, "Ticket category not found") for _ in requests]
@@ -81,6 +89,7 @@ class TicketCategory:
     async def configure(self, tunables: dict) -> None:
         """New hold duration / per-order maximum (serve_config.yaml user_config); applies to new holds."""
         self.tunables.update(tunables)
+        self.configured = True
         if self.inventory:
             self.inventory.hold_seconds = float(self.tunables["hold_seconds"])
             self.inventory.max_per_order = int(self.tunables["max_per_order"])

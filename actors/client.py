@@ -77,7 +77,7 @@ class CategoryActors:
 
     async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
         try:
-            results = await self.handles[key].submit.remote([request for request, _ in queue])
+            results = await self.handles[key].submit.remote([request for request, _ in queue], self.tunables)
         except Exception as exc:  # noqa: BLE001 - every caller must get an answer, never hang
             # The actor died mid-call (it restarts on its own). The outcome is unknown to us, so
             # the client must retry; holds and idempotency keys make retries safe.

@@ -6,6 +6,7 @@ exists in the database afterwards; nothing is oversold; and the category keeps s
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 import os
 import random
 import uuid
@@ -265,3 +266,24 @@ def test_deleting_an_event_while_its_actor_restarts(http, db, attempt):
         if r.status_code == 404:
             break
     assert db_counters(db, cat["category"])["held"] == 1
+
+
+def test_a_restarted_actor_takes_the_callers_settings_not_its_stale_creation_arguments(http, database_url):
+    """Ray replays the creation arguments on restart; they must not bring back an old hold duration."""
+    from actors import NAMESPACE, category_actor_name
+    from actors.category import TicketCategory
+
+    cat = new_category(http, seats=5)
+    created = TicketCategory.options(
+        name=category_actor_name(cat["event"], cat["category"]), namespace=NAMESPACE,
+        lifetime="detached", get_if_exists=True,
+    ).remote(database_url, cat["event"], cat["category"], {"hold_seconds": 5, "max_per_order": 10})
+    ray.get(created.figures.remote())
+
+    def held_for(user) -> float:
+        hold = http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=user["headers"]).json()
+        return (datetime.fromisoformat(hold["expiresAt"]) - datetime.fromisoformat(hold["createdAt"])).total_seconds()
+
+    assert held_for(person()) == 5  # creation arguments are authoritative while the actor lives
+    kill_and_wait(cat)
+    assert held_for(person()) == 300  # after the restart: the gateway's settings (serve_config default)
