@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
 from deployments.orders import hold_row_view
-from deployments.realtime_hub import Hub, Session
+from deployments.realtime_hub import TOO_SLOW, Hub, Session
 from domain import events as event_rules
 from domain import realtime as proto
 from domain.auth import Principal, token_from_header, verify_token
@@ -97,23 +97,19 @@ class Realtime:
         self.hub.add(session)
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
                                    "username": principal.username, "message": "Connected to realtime service"})
-        pump = session.pump_task = asyncio.ensure_future(session.pump(websocket.send_text))
+        ended = session.attach(websocket.send_text)
         reader = asyncio.ensure_future(self._read(websocket, session))
         try:
-            done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if pump in done and not reader.done():
-                failed = None if pump.cancelled() else pump.exception()
-                if failed is None:
-                    # The client fell behind (its outbox filled up, or the watchdog cancelled a stalled
-                    # send): drop it, not the others.
-                    if not pump.cancelled():
-                        self.hub.laggards += 1
-                    with contextlib.suppress(Exception):
-                        await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
+            await asyncio.wait({ended, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if ended.done() and ended.result() in TOO_SLOW and not reader.done():
+                # The client fell behind (its outbox filled up, or a send stalled): drop it, not the others.
+                self.hub.laggards += 1
+                with contextlib.suppress(Exception):
+                    await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
         finally:
             self.hub.remove(session)
-            for task in (pump, reader):
-                task.cancel()
+            session.detach()
+            reader.cancel()
             if session.held:
                 cleanup = asyncio.ensure_future(self._release(session))  # not tied to this handler's fate
                 self.cleanups.add(cleanup)
@@ -187,8 +183,8 @@ class Realtime:
                 figures = proto.db_figures(event_id, category.id, category.total_seats, category.sold_seats,
                                            category.held_seats, event.is_active)
                 stamp = self.hub.stamp(None, 0)
-            session.outbox.put_update((event_id, category.id), stamp,
-                                      proto.message("availability-update", proto.availability(figures)))
+            session.update((event_id, category.id), stamp,
+                           proto.message("availability-update", proto.availability(figures)))
 
     async def _leave(self, session: Session, data: dict) -> None:
         event_id = proto.positive_id(data, "eventId")

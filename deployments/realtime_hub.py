@@ -2,10 +2,11 @@
 
 A background task long-polls the broadcaster actor and fans each result out: the newest figures of
 each changed category go to the sockets in that event's room, order notices to every socket of the
-buyer. Fan-out only enqueues; each socket has its own sender task, so a slow client delays no one
+buyer. A socket that can take a message at once gets it in the fan-out's own step; one that cannot
+(its client is not reading) gets a task of its own and queues meanwhile, so a slow client delays no one
 else. Availability is coalesced per category in each outbox (a socket that is behind gets the newest
 figures once, not every intermediate step); replies and notices are kept in order up to a bound, and a
-socket that exceeds it is closed.
+socket that exceeds it, or whose send stalls, is closed.
 
 Pure asyncio: the poll function and each socket's send function are injected (tests/unit use fakes).
 """
@@ -15,7 +16,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
 from dataclasses import dataclass, field
 
 from domain.realtime import availability, message
@@ -70,35 +73,126 @@ class Outbox:
         return out
 
 
+Sender = Callable[[str], Awaitable[None]]
+TOO_SLOW = ("outbox full", "send stalled")  # why a socket is closed as a laggard
+
+
 @dataclass(eq=False)
 class Session:
-    """One connected socket of an authenticated user."""
+    """One connected socket of an authenticated user.
+
+    Messages are sent from the caller's own step (the fan-out loop, a message handler) while the socket
+    takes them at once, which is nearly always: waking a sender task per socket instead cost 3× the CPU
+    of the send itself at 5,000 sockets. A send that cannot finish at once (the client is not reading)
+    is finished by a task of this socket's own, and what is queued meanwhile waits in the outbox.
+    """
 
     id: str
     user_id: int
     outbox: Outbox = field(default_factory=Outbox)
     rooms: set[int] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)  # categories where this socket made holds
-    send_started: float = 0.0  # monotonic time of the send in progress, 0 when idle
-    pump_task: asyncio.Future | None = None  # set by the socket handler; the watchdog cancels it
+    sender: Sender | None = None  # None until attached: messages wait in the outbox
+    draining: asyncio.Task | None = None  # finishing a send that blocked, then what queued behind it
+    send_started: float = 0.0  # monotonic time the blocked send began, 0 when none is blocked
+    ended: asyncio.Future | None = None  # resolves with the reason the socket must be closed
+
+    def attach(self, sender: Sender) -> asyncio.Future:
+        """Start sending through `sender`; the returned future resolves if this socket is to be closed."""
+        self.sender = sender
+        self.ended = asyncio.get_running_loop().create_future()
+        self.flush()
+        return self.ended
+
+    def detach(self) -> None:
+        self.sender = None
+        if self.draining is not None:
+            self.draining.cancel()
 
     def send(self, event: str, data: dict) -> bool:
-        return self.outbox.put(message(event, data))
+        return self.put(message(event, data))
 
-    async def pump(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Send whatever is queued, in order, until the outbox overflows. A send that stalls is caught
-        by the hub's watchdog (cheaper than a timeout around every send), which cancels this task."""
-        while True:
-            await self.outbox.ready.wait()
-            if self.outbox.overflowed:
+    def put(self, text: str) -> bool:
+        """Queue a reply or notice and send it if the socket is free; False if the socket is a laggard."""
+        accepted = self.outbox.put(text)
+        self.flush()
+        return accepted
+
+    def update(self, key: Key, stamp: Stamp, text: str) -> None:
+        self.outbox.put_update(key, stamp, text)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.sender is None or self.draining is not None or self.ended is None or self.ended.done():
+            return
+        if self.outbox.overflowed:
+            self._end(TOO_SLOW[0])
+            return
+        items = self.outbox.take()
+        for i, text in enumerate(items):
+            try:
+                rest = run_until_blocked(self.sender(text))
+            except Exception as exc:  # the client went away: the reader sees the disconnect too
+                self._end(f"send failed: {type(exc).__name__}")
                 return
-            for text in self.outbox.take():
+            if rest is not None:
                 self.send_started = time.monotonic()
-                await send(text)
-            self.send_started = 0.0
+                self.draining = asyncio.ensure_future(self._drain(rest, items[i + 1:]))
+                return
+
+    async def _drain(self, blocked: Awaitable[None], queued: list[str]) -> None:
+        try:
+            await blocked
+            while queued:
+                for text in queued:
+                    self.send_started = time.monotonic()
+                    await self.sender(text)
+                if self.outbox.overflowed:
+                    self._end(TOO_SLOW[0])
+                    return
+                queued = self.outbox.take()
+        except asyncio.CancelledError:  # the watchdog gave up on this socket, or it was detached
+            self._end(TOO_SLOW[1])
+        except Exception as exc:
+            self._end(f"send failed: {type(exc).__name__}")
+        finally:
+            self.draining, self.send_started = None, 0.0
+        self.flush()  # anything queued between the last take and now
 
     def stalled(self, now: float, limit_s: float) -> bool:
         return bool(self.send_started) and now - self.send_started > limit_s
+
+    def _end(self, reason: str) -> None:
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(reason)
+
+
+def run_until_blocked(coro: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run `coro` in the caller's step up to its first suspension (Python 3.12's eager tasks, by hand).
+    None if it finished; otherwise a task that finishes it. Exceptions raised before blocking propagate."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_resume(coro, waiting_on))
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
+    """Hand what a started coroutine waits on to the running task, and resume it with the outcome."""
+    while True:
+        try:
+            outcome = yield waiting_on
+        except BaseException as exc:
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_on = coro.send(outcome)
+            except StopIteration:
+                return
 
 
 class Hub:
@@ -163,14 +257,13 @@ class Hub:
                     pass
 
     async def _watch(self) -> None:
-        """Every second: a socket whose send has been stuck too long is a laggard; stop its pump."""
+        """Every second: a socket whose send has been stuck too long is a laggard; give up on it."""
         while True:
             await asyncio.sleep(self.watch_every_s)
             now = time.monotonic()
             for session in list(self.sessions):
-                if session.stalled(now, self.send_timeout_s) and session.pump_task is not None:
-                    self.laggards += 1
-                    session.pump_task.cancel()
+                if session.stalled(now, self.send_timeout_s) and session.draining is not None:
+                    session.draining.cancel()  # ends the session as a laggard
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -208,7 +301,7 @@ class Hub:
         for kind, user_id, payload in result["notices"]:
             text = message(kind, payload)
             for session in list(self.users.get(user_id, ())):
-                session.outbox.put(text)
+                session.put(text)
 
     def fan_out(self, figures: dict, stamp: Stamp) -> None:
         sessions = self.rooms.get(figures["eventId"])
@@ -217,7 +310,7 @@ class Hub:
         key = (figures["eventId"], figures["categoryId"])
         text = message("availability-update", availability(figures))  # serialised once for the room
         for session in sessions:
-            session.outbox.put_update(key, stamp, text)
+            session.update(key, stamp, text)
         self.updates_queued += len(sessions)
 
     def stats(self) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from deployments.realtime_hub import Hub, Outbox, Session
+from deployments.realtime_hub import TOO_SLOW, Hub, Outbox, Session, run_until_blocked
 
 
 def figures(event_id: int, category_id: int, version: int, available: int) -> dict:
@@ -97,7 +97,7 @@ def test_remove_forgets_the_session_everywhere():
     run(scenario())
 
 
-def test_a_full_outbox_marks_a_laggard_and_stops_its_pump():
+def test_a_full_outbox_ends_the_session_as_a_laggard():
     async def scenario():
         outbox = Outbox(limit=2)
         assert outbox.put("1") and outbox.put("2")
@@ -107,40 +107,106 @@ def test_a_full_outbox_marks_a_laggard_and_stops_its_pump():
 
         async def send(text):
             sent.append(text)
-        await asyncio.wait_for(session.pump(send), 5)  # returns: the socket is to be closed
+        ended = session.attach(send)
+        assert ended.done() and ended.result() in TOO_SLOW
         assert sent == []
     run(scenario())
 
 
-def test_pump_sends_in_order_and_a_slow_socket_does_not_block_another():
+def test_a_free_socket_is_sent_to_in_the_callers_step_without_a_task():
+    async def scenario():
+        session = Session("a", 1)
+        hub = await _hub_with(session)
+        hub.join(session, 5)
+        received = []
+
+        async def send(text):
+            received.append(json.loads(text)["event"])
+        session.attach(send)
+        session.send("connected", {})
+        hub.deliver({"epoch": "e", "version": 1, "notices": [], "snapshots": [figures(5, 1, 1, 9)]})
+        # No await in between: both went out synchronously, and no task was needed.
+        assert received == ["connected", "availability-update"]
+        assert session.draining is None
+    run(scenario())
+
+
+def test_a_blocked_socket_queues_coalesced_and_does_not_block_another():
     async def scenario():
         fast, slow = Session("f", 1), Session("s", 2)
         hub = await _hub_with(fast, slow)
         for session in (fast, slow):
             hub.join(session, 5)
-        stuck = asyncio.Event()
-        received = []
+        unblock = asyncio.Event()
+        got_fast, got_slow = [], []
 
         async def send_fast(text):
-            received.append(json.loads(text)["event"])
+            got_fast.append(json.loads(text))
 
         async def send_slow(text):
-            await stuck.wait()
-        pumps = [asyncio.ensure_future(fast.pump(send_fast)), asyncio.ensure_future(slow.pump(send_slow))]
+            await unblock.wait()
+            got_slow.append(json.loads(text))
+        fast.attach(send_fast)
+        slow.attach(send_slow)
         fast.send("connected", {})
-        slow.send("connected", {})
-        hub.deliver({"epoch": "e", "version": 1, "notices": [], "snapshots": [figures(5, 1, 1, 9)]})
-        for _ in range(100):
-            if len(received) == 2:
-                break
-            await asyncio.sleep(0)
-        assert received == ["connected", "availability-update"]
-        for pump in pumps:
-            pump.cancel()
+        slow.send("connected", {})  # blocks: the rest of this send moves to a task
+        assert slow.draining is not None
+        for version, available in ((1, 9), (2, 8), (3, 7)):
+            hub.deliver({"epoch": "e", "version": version, "notices": [],
+                         "snapshots": [figures(5, 1, version, available)]})
+        assert [m["data"].get("availableTickets") for m in got_fast] == [None, 9, 8, 7]
+        assert got_slow == []
+        unblock.set()
+        await asyncio.wait_for(slow.draining, 5)
+        # In order, and the three updates queued meanwhile arrive as the newest one only.
+        assert [(m["event"], m["data"].get("availableTickets")) for m in got_slow] == [
+            ("connected", None), ("availability-update", 7)]
+        assert slow.draining is None and not slow.ended.done()
     run(scenario())
 
 
-def test_watchdog_stops_the_pump_of_a_socket_whose_send_stalls():
+def test_a_send_that_fails_ends_the_session():
+    async def scenario():
+        session = Session("a", 1)
+
+        async def gone(text):
+            raise RuntimeError("socket closed")
+        ended = session.attach(gone)
+        session.send("connected", {})
+        assert ended.done() and ended.result().startswith("send failed")
+    run(scenario())
+
+
+def test_run_until_blocked_finishes_a_blocked_coroutine_with_its_outcome():
+    async def scenario():
+        gate = asyncio.get_running_loop().create_future()
+        steps = []
+
+        async def work():
+            steps.append("start")
+            steps.append(await gate)
+            await asyncio.sleep(0)
+            steps.append("end")
+        rest = run_until_blocked(work())
+        assert steps == ["start"] and rest is not None
+        gate.set_result("resumed")
+        await asyncio.wait_for(rest, 5)
+        assert steps == ["start", "resumed", "end"]
+
+        async def failing():
+            await asyncio.sleep(0)
+            raise ValueError("boom")
+        rest = run_until_blocked(failing())
+        try:
+            await rest
+        except ValueError as exc:
+            assert str(exc) == "boom"
+        else:
+            raise AssertionError("the exception was lost")
+    run(scenario())
+
+
+def test_watchdog_ends_a_socket_whose_send_stalls():
     async def scenario():
         async def idle_poll(epoch, since):
             await asyncio.Event().wait()
@@ -156,15 +222,13 @@ def test_watchdog_stops_the_pump_of_a_socket_whose_send_stalls():
 
         async def records(text):
             delivered.append(text)
-        stuck.pump_task = asyncio.ensure_future(stuck.pump(never_returns))
-        fine.pump_task = asyncio.ensure_future(fine.pump(records))
+        stuck_ended, fine_ended = stuck.attach(never_returns), fine.attach(records)
         stuck.send("connected", {})
         fine.send("connected", {})
         try:
-            await asyncio.wait_for(asyncio.gather(stuck.pump_task, return_exceptions=True), 5)
+            reason = await asyncio.wait_for(stuck_ended, 5)
         finally:
             await hub.stop()
-        assert stuck.pump_task.cancelled() and hub.laggards == 1
-        assert not fine.pump_task.done() and len(delivered) == 1
-        fine.pump_task.cancel()
+        assert reason == TOO_SLOW[1]
+        assert not fine_ended.done() and len(delivered) == 1
     run(scenario())
