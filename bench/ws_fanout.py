@@ -10,7 +10,9 @@ releases them all. Every `availability-update` carries `timestamp` = the categor
 (stamped right after the batch committed), so on every socket we measure commit → receipt. Reported:
 p50/p90/p99/max of that delay over all (socket, update) pairs, updates/s delivered in total, updates
 per socket (min/median), and starved sockets (those that did not end on the final figures).
-The load generator runs on the same machine, so its own CPU use is part of the delay.
+The sockets live in a process of their own, read by a lean asyncio client (bench/lean_ws.py); the rush
+is driven from the main process. Both share the machine with the server, so their CPU use is part of
+the delay.
 Writes bench/results/ws_fanout-W<W>-<time>.json.
 """
 from __future__ import annotations
@@ -50,54 +52,130 @@ def commit_time(stamp: str) -> float:
 class Watcher:
     """One socket in the room: records the delay of every availability update it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, measuring: list[bool]) -> None:
+        self.measuring = measuring  # shared flag: [True] once the rush starts
         self.delays: list[float] = []
+        self.seen: list[tuple[float, float]] = []  # (commit time, receipt time) of each update received
         self.received = 0
         self.last: dict | None = None
         self.last_at = 0.0
-        self.ready = asyncio.Event()
+        self.joined = asyncio.Event()
+        self.socket = None
         self.closed: str | None = None
 
-    async def run(self, url: str, event_id: int, measuring: asyncio.Event, stop: asyncio.Event) -> None:
-        from websockets.asyncio.client import connect
+    def on_text(self, text: str, arrived: float) -> None:
+        msg = json.loads(text)
+        if msg["event"] != "availability-update":
+            return
+        data = msg["data"]
+        self.last, self.last_at = data, arrived
+        self.joined.set()
+        if self.measuring[0]:
+            self.received += 1
+            committed = commit_time(data["timestamp"])
+            self.delays.append(arrived - committed)
+            self.seen.append((committed, arrived))
+
+    async def open(self, url: str, event_id: int) -> None:
+        from lean_ws import connect
 
         try:
-            async with connect(url, proxy=None, open_timeout=120, ping_interval=None, max_queue=None,
-                               compression=None) as ws:
-                await ws.send(json.dumps({"event": "join-event-room", "data": {"eventId": event_id}}))
-                reader = asyncio.ensure_future(self._read(ws, measuring))
-                await stop.wait()
-                reader.cancel()
+            self.socket = await connect(url, self.on_text, timeout=120)
+            self.socket.send_text(json.dumps({"event": "join-event-room", "data": {"eventId": event_id}}))
+            await asyncio.wait_for(self.joined.wait(), 120)
         except Exception as exc:  # reported as a failed socket, the run goes on
             self.closed = f"{type(exc).__name__}: {exc}"
-            self.ready.set()
 
-    async def _read(self, ws, measuring: asyncio.Event) -> None:
-        async for raw in ws:
-            now = time.time()
-            msg = json.loads(raw)
-            if msg["event"] != "availability-update":
-                continue
-            data = msg["data"]
-            self.last, self.last_at = data, now
-            self.ready.set()
-            if measuring.is_set():
-                self.received += 1
-                self.delays.append(now - commit_time(data["timestamp"]))
+    def final(self, started: float) -> bool:
+        """Shows the figures after the rush: everything released, committed after the rush began."""
+        return self.last is not None and self.last["lockedTickets"] == 0 and bool(self.last["timestamp"]) \
+            and commit_time(self.last["timestamp"]) >= started
 
 
-async def rush(db_url: str, event_id: int, category_id: int, users: list[int], in_flight: int) -> dict:
-    """Holds of distinct buyers through the category actor, then each released: every one a change."""
+def visibility_delays_ms(seen_by_socket: list[list[tuple[float, float]]], since: float) -> dict:
+    """Commit → visible, for every commit on every socket. A socket that is behind gets the newest
+    figures only (coalescing), so an update's own delay flatters: the commits it superseded became
+    visible on that socket only then. The commits are those any socket saw (every snapshot reaches
+    some socket); each becomes visible on a socket with the first update there that is as new."""
+    import numpy as np
+
+    commits = np.array(sorted({c for seen in seen_by_socket for c, _ in seen if c >= since}))
+    if not len(commits):
+        return {}
+    delays, never = [], 0
+    for seen in seen_by_socket:
+        if not seen:
+            never += len(commits)
+            continue
+        committed, arrived = np.array([c for c, _ in seen]), np.array([a for _, a in seen])
+        first = np.searchsorted(committed, commits, side="left")  # first update at least as new
+        shown = first < len(committed)
+        never += int((~shown).sum())
+        delays.append(arrived[first[shown]] - commits[shown])
+    flat = np.concatenate(delays) * 1e3
+    return {"commits": int(len(commits)), "pairs": int(flat.size), "never_shown": never,
+            "p50": float(np.percentile(flat, 50)), "p90": float(np.percentile(flat, 90)),
+            "p99": float(np.percentile(flat, 99)), "max": float(flat.max()), "mean": float(flat.mean())}
+
+
+def watch(url: str, event_id: int, sockets: int, connect_parallel: int, pipe) -> None:
+    """The watchers' process: the sockets are read here, on a core of their own where the OS allows,
+    never in the process (and under the GIL) that drives the rush."""
+    os.nice(int(os.environ.get("WATCHER_NICE", "0")))
+
+    async def run() -> None:
+        measuring = [False]
+        watchers = [Watcher(measuring) for _ in range(sockets)]
+        gate = asyncio.Semaphore(connect_parallel)
+
+        async def open_one(w: Watcher) -> None:
+            async with gate:
+                await w.open(url, event_id)
+        t = time.perf_counter()
+        await asyncio.gather(*(open_one(w) for w in watchers))
+        pipe.send({"connect_seconds": time.perf_counter() - t, "failures": [w.closed for w in watchers if w.closed]})
+        loop = asyncio.get_running_loop()
+        started, patience = await loop.run_in_executor(None, pipe.recv)  # the rush is about to start
+        measuring[0] = True
+        await loop.run_in_executor(None, pipe.recv)  # the rush is over
+        deadline = time.monotonic() + patience
+        alive = [w for w in watchers if not w.closed]
+        while time.monotonic() < deadline and not all(w.final(started) for w in alive):
+            await asyncio.sleep(0.05)
+        for w in alive:
+            w.socket.close()
+        pipe.send({"delays": [d for w in watchers for d in w.delays],
+                   "visible_ms": visibility_delays_ms([w.seen for w in alive], started),
+                   "per_socket": [w.received for w in alive],
+                   "last_receipt": max((w.last_at for w in watchers if w.delays), default=0.0),
+                   "starved": sum(1 for w in alive if not w.final(started)),
+                   "closed_during_run": sorted({w.socket.closed.result() for w in alive if w.socket.closed.done()})[:5]})
+    try:
+        import uvloop  # installed with Serve (uvicorn[standard]); a third of the client's CPU saved
+        uvloop.run(run())
+    except ImportError:
+        asyncio.run(run())
+
+
+async def rush(db_url: str, event_id: int, category_id: int, users: list[int], in_flight: int,
+               rate: float = 0.0) -> dict:
+    """Holds of distinct buyers through the category actor, then each released: every one a change.
+    `rate` > 0 paces the calls (changes per second); 0 sends them as fast as the actor takes them."""
     from actors.client import CategoryActors
     from domain.inventory import HoldRequest, ReleaseRequest
 
     client = CategoryActors(db_url, {"hold_seconds": 3600, "max_per_order": 10})
     queue = list(users)
     done = {"holds": 0, "releases": 0, "refused": 0}
+    issued = 0
 
     async def worker(make) -> None:
+        nonlocal issued
         while queue:
             user = queue.pop()
+            issued += 1
+            if rate:
+                await asyncio.sleep(max(0.0, start + issued / rate - time.perf_counter()))
             result = await client.call(event_id, category_id, make(user))
             done["refused" if not result["ok"] else ("holds" if make is hold else "releases")] += 1
 
@@ -130,69 +208,57 @@ async def handshake_without_token(url: str) -> str:
 
 
 async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
+    import multiprocessing
+
     import httpx
 
     event_id, category_id, users = make_category(db_url, seats=1_000_000, buyers=args.holds + 1)
     refusal = await handshake_without_token(ws_url.split("?")[0])
-    watchers = [Watcher() for _ in range(args.sockets)]
-    measuring, stop = asyncio.Event(), asyncio.Event()
-    gate = asyncio.Semaphore(args.connect_parallel)
-
-    async def open_one(w: Watcher) -> None:
-        async with gate:
-            task = asyncio.ensure_future(w.run(ws_url, event_id, measuring, stop))
-            await w.ready.wait()  # joined: it has the room's current figures
-            tasks.append(task)
-
-    tasks: list[asyncio.Task] = []
-    t = time.perf_counter()
-    await asyncio.gather(*(open_one(w) for w in watchers))
-    connect_s = time.perf_counter() - t
-    failed = [w.closed for w in watchers if w.closed]
-    print(f"{args.sockets - len(failed)} sockets joined in {connect_s:.1f}s ({len(failed)} failed)", flush=True)
+    ours, theirs = multiprocessing.Pipe()
+    watchers = multiprocessing.get_context("spawn").Process(
+        target=watch, args=(ws_url, event_id, args.sockets, args.connect_parallel, theirs), daemon=True)
+    watchers.start()
+    recv = lambda: asyncio.to_thread(ours.recv)  # noqa: E731
+    opened = await recv()
+    failed = opened["failures"]
+    print(f"{args.sockets - len(failed)} sockets joined in {opened['connect_seconds']:.1f}s ({len(failed)} failed)",
+          flush=True)
     async with httpx.AsyncClient() as http:
         before = (await http.get(f"{base}/realtime/stats")).json()
 
-    measuring.set()
     started = time.time()
-    # The rush runs on its own event loop (a thread), so the watchers' loop only reads sockets.
-    load = await asyncio.to_thread(asyncio.run, rush(db_url, event_id, category_id, users[1:], args.in_flight))
+    ours.send((started, args.patience))
+    load = await rush(db_url, event_id, category_id, users[1:], args.in_flight, args.rate)
     rush_end = time.time()
+    ours.send("rush over")
     print(f"rush done: {load}", flush=True)
-
-    # Wait until every socket shows the final figures (everything released), or the patience runs out.
-    deadline = time.monotonic() + args.patience
-    final = lambda w: w.last is not None and w.last["lockedTickets"] == 0 and w.last["timestamp"] and \
-        commit_time(w.last["timestamp"]) >= started  # noqa: E731
-    while time.monotonic() < deadline and not all(final(w) for w in watchers if not w.closed):
-        await asyncio.sleep(0.1)
-    settled = time.time()
+    seen = await recv()  # once every socket shows the final figures, or the patience ran out
+    watchers.join(30)
     async with httpx.AsyncClient() as http:
         after = (await http.get(f"{base}/realtime/stats")).json()
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
-    delays = [d for w in watchers for d in w.delays]
-    per_socket = [w.received for w in watchers if not w.closed]
-    last_receipt = max((w.last_at for w in watchers if w.delays), default=settled)
+    delays, per_socket = seen["delays"], seen["per_socket"]
+    last_receipt = seen["last_receipt"] or time.time()
     span = max(1e-9, last_receipt - started)
     return {
         "handshake_without_token": refusal,
         "sockets": args.sockets,
         "sockets_failed": len(failed),
         "failures": sorted(set(failed))[:5],
-        "connect_seconds": connect_s,
+        "connect_seconds": opened["connect_seconds"],
         "rush": load,
         "updates_delivered": len(delays),
         "updates_per_second": len(delays) / span,
         "delivery_span_seconds": span,
         "drain_after_rush_seconds": max(0.0, last_receipt - rush_end),
+        "commit_to_visible_ms": seen["visible_ms"],
         "delay_ms": {"p50": percentile(delays, 50) * 1e3, "p90": percentile(delays, 90) * 1e3,
                      "p99": percentile(delays, 99) * 1e3, "max": max(delays, default=float("nan")) * 1e3,
                      "mean": (statistics.fmean(delays) * 1e3) if delays else float("nan")},
         "updates_per_socket": {"min": min(per_socket, default=0), "median": statistics.median(per_socket or [0]),
                                "max": max(per_socket, default=0)},
-        "starved_sockets": sum(1 for w in watchers if not w.closed and not final(w)),
+        "starved_sockets": seen["starved"],
+        "closed_during_run": seen["closed_during_run"],
         "server_stats": {"before": before, "after": after},
     }
 
@@ -202,6 +268,9 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--holds", type=int, default=2000, help="distinct buyers in the rush (each holds, then releases)")
     parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="pace the rush at this many changes/s (0: as fast as the actor takes them)")
+    parser.add_argument("--replicas", type=int, default=1, help="realtime replicas (sockets spread over them)")
     parser.add_argument("--connect-parallel", type=int, default=100)
     parser.add_argument("--fanout-interval", type=float, default=0.0,
                         help="extra coalescing window of the realtime replica between fan-outs (s)")
@@ -236,7 +305,8 @@ def main() -> None:
     app_args = {"database_url": db_url, "data_dir": str(work), "migrate": "0"}
     serve.run(build_app(app_args), name="ticketing", route_prefix="/")
     serve.run(build_realtime_app({**app_args, "fanout_interval_s": args.fanout_interval,
-                                  "max_ongoing_requests": args.sockets + 100}),
+                                  "num_replicas": args.replicas,
+                                  "max_ongoing_requests": args.sockets // args.replicas + 100}),
               name="realtime", route_prefix="/realtime")
     base = f"http://127.0.0.1:{port}"
     token = issue_token(1, "bench-watcher", "assistant", jwt_secret(work), 24 * 3600)  # identity only

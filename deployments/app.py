@@ -46,7 +46,10 @@ def build_realtime_app(args: dict | None = None) -> Application:
     """The WebSocket application (route prefix /realtime), deployed next to the HTTP one."""
     args = dict(args or {})
     db_url, data_dir = resolve_and_migrate(args)
-    realtime = Realtime
+    options = {}
     if "max_ongoing_requests" in args:  # every open socket takes one slot; HTTP /realtime/stats needs one too
-        realtime = Realtime.options(max_ongoing_requests=int(args["max_ongoing_requests"]))
+        options["max_ongoing_requests"] = int(args["max_ongoing_requests"])
+    if "num_replicas" in args:  # sockets spread over replicas; each long-polls the broadcaster
+        options["num_replicas"] = int(args["num_replicas"])
+    realtime = Realtime.options(**options) if options else Realtime
     return realtime.bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))

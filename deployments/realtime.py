@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from pathlib import Path
 
@@ -99,17 +100,22 @@ class Realtime:
                                    "username": principal.username, "message": "Connected to realtime service"})
         ended = session.attach(websocket.send_text)
         reader = asyncio.ensure_future(self._read(websocket, session))
+        # The token was checked once, at the handshake; the socket lives no longer than the token.
+        expiry = asyncio.ensure_future(asyncio.sleep(max(0.0, principal.expires_at - time.time())))
         try:
-            await asyncio.wait({ended, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({ended, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
             if ended.done() and ended.result() in TOO_SLOW and not reader.done():
                 # The client fell behind (its outbox filled up, or a send stalled): drop it, not the others.
                 self.hub.laggards += 1
-                with contextlib.suppress(Exception):
-                    await websocket.close(proto.CLOSE_TOO_SLOW, "Client too slow")
+                await _close(websocket, proto.CLOSE_TOO_SLOW, "Client too slow")
+            elif expiry.done() and not reader.done():
+                session.send("error", {"message": "Token expired", "statusCode": 401})
+                await _close(websocket, proto.CLOSE_UNAUTHORIZED, "Token expired")
         finally:
             self.hub.remove(session)
             session.detach()
             reader.cancel()
+            expiry.cancel()
             if session.held:
                 cleanup = asyncio.ensure_future(self._release(session))  # not tied to this handler's fate
                 self.cleanups.add(cleanup)
@@ -221,6 +227,11 @@ def _failure(reply_event: str, text: str, status: int) -> dict:
     if reply_event == "error":
         return {"message": text, "statusCode": status}
     return proto.refusal(text, status)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.close(code, reason)
 
 
 async def _refuse(websocket: WebSocket, exc: ApiError) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Key = tuple[int, int]  # (eventId, categoryId)
 Stamp = tuple[int, int]  # (broadcaster generation as seen by this replica, broadcaster version)
 OUTBOX_LIMIT = 256  # replies + notices waiting for one socket before it counts as a laggard
+PASS_STEP = 128  # sockets brought up to date between two yields to the event loop
 SEND_TIMEOUT_S = 10.0  # one send blocked this long (the client stopped reading) → close it
 
 
@@ -96,6 +97,7 @@ class Session:
     draining: asyncio.Task | None = None  # finishing a send that blocked, then what queued behind it
     send_started: float = 0.0  # monotonic time the blocked send began, 0 when none is blocked
     ended: asyncio.Future | None = None  # resolves with the reason the socket must be closed
+    seen: int = -1  # the hub's figures sequence this socket was last brought up to date with
 
     def attach(self, sender: Sender) -> asyncio.Future:
         """Start sending through `sender`; the returned future resolves if this socket is to be closed."""
@@ -201,17 +203,21 @@ class Hub:
         self.poll = poll
         self.send_timeout_s = send_timeout_s
         self.watch_every_s = watch_every_s
-        self.min_interval_s = min_interval_s  # extra coalescing window between fan-outs (0: none)
+        self.min_interval_s = min_interval_s  # extra coalescing window between polls (0: none)
         self.sessions: set[Session] = set()
         self.rooms: dict[int, set[Session]] = {}
         self.users: dict[int, set[Session]] = {}
         self.epoch: str | None = None
         self.version = 0
         self.generation = 0
-        self.task: asyncio.Task | None = None
-        self.watchdog: asyncio.Task | None = None
-        self.fanouts = 0
-        self.updates_queued = 0
+        self.latest: dict[int, dict[Key, tuple[Stamp, str]]] = {}  # eventId → newest figures per category
+        self.sequence = 0  # bumped whenever `latest` changes
+        self.changed = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.fanouts = 0  # passes over the sockets
+        self.fanout_seconds = 0.0  # wall time of those passes
+        self.fanout_seconds_max = 0.0
+        self.sockets_updated = 0
         self.laggards = 0
 
     # ---- membership ----
@@ -229,6 +235,7 @@ class Hub:
     def join(self, session: Session, event_id: int) -> None:
         session.rooms.add(event_id)
         self.rooms.setdefault(event_id, set()).add(session)
+        session.seen = -1  # the next pass brings it the room's newest figures
 
     def leave(self, session: Session, event_id: int) -> None:
         session.rooms.discard(event_id)
@@ -239,22 +246,22 @@ class Hub:
         """Order figures fetched outside the poll loop (a join) against those the loop delivers."""
         return (self.generation, version) if epoch == self.epoch else (self.generation, 0)
 
-    # ---- the poll loop ----
+    # ---- the poll loop and the fan-out loop ----
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.task is None or self.task.done():
-            self.task = loop.create_task(self._run())
-        if self.watchdog is None or self.watchdog.done():
-            self.watchdog = loop.create_task(self._watch())
+        if not self.tasks or any(task.done() for task in self.tasks):
+            loop = asyncio.get_running_loop()
+            for task in self.tasks:
+                task.cancel()
+            self.tasks = [loop.create_task(self._poll_loop()), loop.create_task(self._fan_out_loop()),
+                          loop.create_task(self._watch())]
 
     async def stop(self) -> None:
-        for task in (self.task, self.watchdog):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+        for task in self.tasks:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
 
     async def _watch(self) -> None:
         """Every second: a socket whose send has been stuck too long is a laggard; give up on it."""
@@ -265,7 +272,7 @@ class Hub:
                 if session.stalled(now, self.send_timeout_s) and session.draining is not None:
                     session.draining.cancel()  # ends the session as a laggard
 
-    async def _run(self) -> None:
+    async def _poll_loop(self) -> None:
         backoff = 0.1
         while True:
             started = time.monotonic()
@@ -282,20 +289,26 @@ class Hub:
             try:
                 self.deliver(result)
             except Exception:  # a malformed snapshot must not stop delivery to everyone
-                log.exception("fan-out failed")
+                log.exception("delivery failed")
             if self.min_interval_s:
                 await asyncio.sleep(max(0.0, self.min_interval_s - (time.monotonic() - started)))
 
     def deliver(self, result: dict) -> None:
+        """Take one poll result: keep the newest figures per category (the fan-out loop sends them),
+        and hand order notices to every socket of their user at once."""
         first_sync = self.epoch is None
         if result["epoch"] != self.epoch:
             if not first_sync:
                 self.generation += 1  # the broadcaster restarted: its versions start again
             self.epoch = result["epoch"]
         self.version = result["version"]
-        self.fanouts += 1
         for figures in result["snapshots"]:
-            self.fan_out(figures, (self.generation, figures["version"]))
+            key = (figures["eventId"], figures["categoryId"])
+            text = message("availability-update", availability(figures))  # serialised once for all
+            self.latest.setdefault(key[0], {})[key] = ((self.generation, figures["version"]), text)
+        if result["snapshots"]:
+            self.sequence += 1
+            self.changed.set()
         if first_sync:
             return  # notices from before this replica started are not news to its sockets
         for kind, user_id, payload in result["notices"]:
@@ -303,15 +316,40 @@ class Hub:
             for session in list(self.users.get(user_id, ())):
                 session.put(text)
 
-    def fan_out(self, figures: dict, stamp: Stamp) -> None:
-        sessions = self.rooms.get(figures["eventId"])
-        if not sessions:
+    async def _fan_out_loop(self) -> None:
+        """Pass over the sockets, bringing each up to the newest figures, while figures keep changing.
+
+        Each socket gets the newest figures when the pass reaches it, not those of the moment the pass
+        began: a change that arrives mid-pass reaches the rest of this pass and the start of the next,
+        so no socket waits more than one pass (a round per change would make it up to two)."""
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            started = time.perf_counter()
+            try:
+                for done, session in enumerate(list(self.sessions), 1):
+                    self.catch_up(session)
+                    if done % PASS_STEP == 0:
+                        await asyncio.sleep(0)  # let the poll loop bring newer figures, and replies out
+            except Exception:
+                log.exception("fan-out failed")
+            spent = time.perf_counter() - started
+            self.fanouts += 1
+            self.fanout_seconds += spent
+            self.fanout_seconds_max = max(self.fanout_seconds_max, spent)
+
+    def catch_up(self, session: Session) -> None:
+        """Queue the newest figures of the socket's rooms that it has not had, and send them if it is free."""
+        if session.seen == self.sequence:
             return
-        key = (figures["eventId"], figures["categoryId"])
-        text = message("availability-update", availability(figures))  # serialised once for the room
-        for session in sessions:
-            session.update(key, stamp, text)
-        self.updates_queued += len(sessions)
+        session.seen = self.sequence
+        if not session.rooms:
+            return
+        for event_id in session.rooms:
+            for key, (stamp, text) in self.latest.get(event_id, {}).items():
+                session.outbox.put_update(key, stamp, text)
+        self.sockets_updated += 1
+        session.flush()
 
     def stats(self) -> dict:
         return {
@@ -320,7 +358,9 @@ class Hub:
             "rooms": {str(event): len(members) for event, members in self.rooms.items()},
             "broadcasterVersion": self.version,
             "fanouts": self.fanouts,
-            "updatesQueued": self.updates_queued,
+            "fanoutSeconds": round(self.fanout_seconds, 4),
+            "fanoutSecondsMax": round(self.fanout_seconds_max, 4),
+            "socketsUpdated": self.sockets_updated,
             "laggardsClosed": self.laggards,
         }
 

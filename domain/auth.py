@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 from passlib.context import CryptContext
@@ -40,6 +40,7 @@ class Principal:
     user_id: int
     username: str
     role: str
+    expires_at: float = field(default=0.0, compare=False)  # the token's `exp` (epoch seconds); 0: unknown
 
     @property
     def is_organizer(self) -> bool:
@@ -58,7 +59,8 @@ def verify_token(token: str, secret: str) -> Principal:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["sub", "exp", "role"]}
         )
-        principal = Principal(int(claims["sub"]), str(claims.get("username", "")), str(claims["role"]))
+        principal = Principal(int(claims["sub"]), str(claims.get("username", "")), str(claims["role"]),
+                              float(claims["exp"]))
     except (jwt.PyJWTError, ValueError, TypeError):
         raise Unauthorized("Invalid Token!") from None
     # Users ids are PostgreSQL `integer`s: a subject outside that range is no user (it used to reach the

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from sqlalchemy import text
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from domain.auth import issue_token
@@ -109,6 +109,18 @@ def test_handshake_with_an_expired_or_forged_token_is_refused(realtime, http, jw
         assert refused.value.response.status_code == 401
         with pytest.raises(InvalidStatus):
             connect(realtime, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None)
+
+
+def test_an_open_socket_is_closed_when_its_token_expires(realtime, http, jwt_secret):
+    user = register(http)
+    short = issue_token(user["id"], user["username"], "assistant", jwt_secret, ttl_seconds=2)
+    with Client(realtime, short) as client, Client(realtime, user["token"]) as long_lived:
+        assert client.expect("error")["message"] == "Token expired"
+        with pytest.raises(ConnectionClosed) as closed:
+            client.next()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        long_lived.send("heartbeat")  # a socket whose token is still valid stays open
+        assert long_lived.expect("heartbeat-response")["timestamp"]
 
 
 def test_valid_token_in_query_or_header_connects_as_that_user(realtime, http):

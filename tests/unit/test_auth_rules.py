@@ -58,6 +58,7 @@ def test_issued_token_round_trips_to_principal():
     assert decoded["sub"] == "42" and decoded["exp"] - decoded["iat"] == 3600
     principal = verify_token(token, SECRET)
     assert principal == Principal(42, "bob", "organizer")
+    assert principal.expires_at == decoded["exp"]  # an open WebSocket is closed then
     assert principal.is_organizer
 
 
