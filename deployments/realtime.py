@@ -27,6 +27,7 @@ from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
 from deployments.orders import hold_row_view
 from deployments.realtime_hub import TOO_SLOW, Hub, Session
+from deployments.realtime_metrics import RealtimeMetrics
 from domain import events as event_rules
 from domain import realtime as proto
 from domain.auth import Principal, token_from_header, verify_token
@@ -48,7 +49,8 @@ class Realtime:
         self.secret = settings.jwt_secret(Path(data_dir))
         self.engine = make_engine(db_url, pool_size=2)
         self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
-        self.hub = Hub(self._poll, min_interval_s=fanout_interval_s)
+        self.metrics = RealtimeMetrics()
+        self.hub = Hub(self._poll, min_interval_s=fanout_interval_s, on_pass=self.metrics.observe_pass)
         self.cleanups: set[asyncio.Task] = set()
 
     def reconfigure(self, config: dict) -> None:
@@ -96,6 +98,7 @@ class Realtime:
         self.hub.start()
         session = Session(uuid.uuid4().hex, principal.user_id)
         self.hub.add(session)
+        self.metrics.set_connections(len(self.hub.sessions))
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
                                    "username": principal.username, "message": "Connected to realtime service"})
         ended = session.attach(websocket.send_text)
@@ -113,6 +116,7 @@ class Realtime:
                 await _close(websocket, proto.CLOSE_UNAUTHORIZED, "Token expired")
         finally:
             self.hub.remove(session)
+            self.metrics.set_connections(len(self.hub.sessions))
             session.detach()
             reader.cancel()
             expiry.cancel()

@@ -199,8 +199,10 @@ def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, 
 
 class Hub:
     def __init__(self, poll: Callable[[str | None, int], Awaitable[dict]], *, min_interval_s: float = 0.0,
-                 send_timeout_s: float = SEND_TIMEOUT_S, watch_every_s: float = 1.0) -> None:
+                 send_timeout_s: float = SEND_TIMEOUT_S, watch_every_s: float = 1.0,
+                 on_pass: Callable[[float], None] | None = None) -> None:
         self.poll = poll
+        self.on_pass = on_pass  # told the wall time of each fan-out pass (metrics)
         self.send_timeout_s = send_timeout_s
         self.watch_every_s = watch_every_s
         self.min_interval_s = min_interval_s  # extra coalescing window between polls (0: none)
@@ -337,6 +339,8 @@ class Hub:
             self.fanouts += 1
             self.fanout_seconds += spent
             self.fanout_seconds_max = max(self.fanout_seconds_max, spent)
+            if self.on_pass is not None:
+                self.on_pass(spent)
 
     def catch_up(self, session: Session) -> None:
         """Queue the newest figures of the socket's rooms that it has not had, and send them if it is free."""

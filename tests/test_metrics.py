@@ -67,3 +67,25 @@ def test_category_figures_reach_prometheus_and_stats(ray_cluster, http):
     assert samples(text, "ray_ticketing_requests_refused_total", kind="hold", **tags) == [1.0]
     assert samples(text, "ray_ticketing_batch_seconds_count", **tags)[0] >= 1
     assert samples(text, "ray_ticketing_request_seconds_count", **tags)[0] >= 2  # two calls: granted + refused
+
+
+def test_realtime_sockets_and_fan_out_passes_reach_prometheus(ray_cluster, realtime, http):
+    from websockets.sync.client import connect
+
+    org, watcher = register(http, "organizer"), register(http)
+    event = create_event(http, org, seats=5)
+    event_id, category_id = event["idEvent"], event["ticketCategories"][0]["id"]
+    port = ray_cluster._private.worker.global_worker.node.metrics_export_port
+    url = f"http://127.0.0.1:{port}/metrics"
+    before = sum(samples(scrape_until(url, lambda t: True), "ray_ticketing_fanout_pass_seconds_count"))
+    with connect(f"{realtime}?token={watcher['token']}", proxy=None, open_timeout=30) as ws:
+        ws.send('{"event": "join-event-room", "data": {"eventId": %d}}' % event_id)
+        r = http.post("/api/holds", json={"eventId": event_id, "categoryId": category_id, "quantity": 2},
+                      headers=register(http)["headers"])
+        assert r.status_code == 201, r.text
+        while '"lockedTickets":2' not in ws.recv(timeout=30):  # the pass that carried the hold reached us
+            pass
+        text = scrape_until(url, lambda t: sum(samples(t, "ray_ticketing_fanout_pass_seconds_count")) > before
+                            and sum(samples(t, "ray_ticketing_ws_connections")) >= 1)
+    assert sum(samples(text, "ray_ticketing_fanout_pass_seconds_count")) > before, f"not exported at {url}"
+    assert sum(samples(text, "ray_ticketing_ws_connections")) >= 1
