@@ -38,17 +38,14 @@ class Outbox:
         self.direct: deque[str] = deque()
         self.updates: dict[Key, str] = {}
         self.stamps: dict[Key, Stamp] = {}
-        self.ready = asyncio.Event()
         self.overflowed = False
 
     def put(self, text: str) -> bool:
         """Queue a reply or notice; False (and the socket is to be closed) if the bound is reached."""
         if len(self.direct) >= self.limit:
             self.overflowed = True
-            self.ready.set()
             return False
         self.direct.append(text)
-        self.ready.set()
         return True
 
     def put_update(self, key: Key, stamp: Stamp, text: str) -> None:
@@ -57,7 +54,6 @@ class Outbox:
             return
         self.stamps[key] = stamp
         self.updates[key] = text  # replaces a not yet sent older snapshot: newest wins
-        self.ready.set()
 
     def forget_event(self, event_id: int) -> None:
         """Left the room: drop pending figures, so a later join starts afresh."""
@@ -66,7 +62,6 @@ class Outbox:
             self.updates.pop(key, None)
 
     def take(self) -> list[str]:
-        self.ready.clear()
         out = list(self.direct)
         self.direct.clear()
         out.extend(self.updates.values())

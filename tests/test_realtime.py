@@ -1,8 +1,9 @@
 """The realtime WebSocket endpoint through Serve's proxy, with real `websockets` clients.
 
 Waits are "until this message arrives" with a generous bound (a bound that passes means a failure),
-never sleeps. Ordering facts used below: one replica fans out each broadcaster result to all its
-sockets in one pass, and a socket's replies leave in the order they were queued.
+never sleeps. Ordering facts used below: a socket always ends on the newest figures of each category
+(it may skip intermediate ones, so tests wait for states that last), and a socket's replies leave in
+the order they were queued.
 """
 from __future__ import annotations
 
