@@ -40,6 +40,7 @@ from ticketing.settings import Tunables
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 20.0
+CLOSE_TIMEOUT_S = 2.0
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
@@ -104,26 +105,34 @@ class Realtime:
         ended = session.attach(websocket.send_text)
         reader = asyncio.ensure_future(self._read(websocket, session))
         # The token was checked once, at the handshake; the socket lives no longer than the token.
-        expiry = asyncio.ensure_future(asyncio.sleep(max(0.0, principal.expires_at - time.time())))
+        waits = {ended, reader}
+        expiry = None
+        if principal.expires_at:
+            expiry = asyncio.ensure_future(asyncio.sleep(max(0.0, principal.expires_at - time.time())))
+            waits.add(expiry)
+        closing: tuple[int, str] | None = None
         try:
-            await asyncio.wait({ended, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if ended.done() and ended.result() in TOO_SLOW and not reader.done():
                 # The client fell behind (its outbox filled up, or a send stalled): drop it, not the others.
                 self.hub.laggards += 1
-                await _close(websocket, proto.CLOSE_TOO_SLOW, "Client too slow")
-            elif expiry.done() and not reader.done():
+                closing = (proto.CLOSE_TOO_SLOW, "Client too slow")
+            elif expiry is not None and expiry.done() and not reader.done():
                 session.send("error", {"message": "Token expired", "statusCode": 401})
-                await _close(websocket, proto.CLOSE_UNAUTHORIZED, "Token expired")
+                closing = (proto.CLOSE_UNAUTHORIZED, "Token expired")
         finally:
             self.hub.remove(session)
             self.metrics.set_connections(len(self.hub.sessions))
             session.detach()
             reader.cancel()
-            expiry.cancel()
+            if expiry is not None:
+                expiry.cancel()
             if session.held:
                 cleanup = asyncio.ensure_future(self._release(session))  # not tied to this handler's fate
                 self.cleanups.add(cleanup)
                 cleanup.add_done_callback(self.cleanups.discard)
+        if closing is not None:  # after the clean-up: a client that stopped reading may never take it
+            await _close(websocket, *closing)
 
     async def _read(self, websocket: WebSocket, session: Session) -> None:
         while True:
@@ -204,9 +213,9 @@ class Realtime:
     async def _lock(self, session: Session, data: dict) -> None:
         event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
         request = HoldRequest(session.user_id, proto.quantity(data), session.id)
+        # Noted before the call: if the socket goes away meanwhile, its clean-up still releases the hold.
+        session.held.add((event_id, category_id))
         result = await self.categories.call(event_id, category_id, request)
-        if result["ok"]:
-            session.held.add((event_id, category_id))
         session.send("lock-tickets-response", proto.lock_response(result))
 
     async def _unlock(self, session: Session, data: dict) -> None:
@@ -234,8 +243,9 @@ def _failure(reply_event: str, text: str, status: int) -> dict:
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):  # the client may be gone already
-        await websocket.close(code, reason)
+    # The client may be gone already, or not reading: then the close frame cannot be written (bounded).
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT_S)
 
 
 async def _refuse(websocket: WebSocket, exc: ApiError) -> None:

@@ -90,6 +90,7 @@ class Session:
     held: set[Key] = field(default_factory=set)  # categories where this socket made holds
     sender: Sender | None = None  # None until attached: messages wait in the outbox
     draining: asyncio.Task | None = None  # finishing a send that blocked, then what queued behind it
+    blocked: asyncio.Future | None = None  # that blocked send's own task (cancelled with the socket)
     send_started: float = 0.0  # monotonic time the blocked send began, 0 when none is blocked
     ended: asyncio.Future | None = None  # resolves with the reason the socket must be closed
     seen: int = -1  # the hub's figures sequence this socket was last brought up to date with
@@ -103,8 +104,9 @@ class Session:
 
     def detach(self) -> None:
         self.sender = None
-        if self.draining is not None:
-            self.draining.cancel()
+        for task in (self.draining, self.blocked):  # the drain may not have started to own the send yet
+            if task is not None:
+                task.cancel()
 
     def send(self, event: str, data: dict) -> bool:
         return self.put(message(event, data))
@@ -134,6 +136,7 @@ class Session:
                 return
             if rest is not None:
                 self.send_started = time.monotonic()
+                self.blocked = rest
                 self.draining = asyncio.ensure_future(self._drain(rest, items[i + 1:]))
                 return
 
@@ -153,7 +156,7 @@ class Session:
         except Exception as exc:
             self._end(f"send failed: {type(exc).__name__}")
         finally:
-            self.draining, self.send_started = None, 0.0
+            self.draining, self.blocked, self.send_started = None, None, 0.0
         self.flush()  # anything queued between the last take and now
 
     def stalled(self, now: float, limit_s: float) -> bool:
@@ -166,7 +169,9 @@ class Session:
 
 def run_until_blocked(coro: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
     """Run `coro` in the caller's step up to its first suspension (Python 3.12's eager tasks, by hand).
-    None if it finished; otherwise a task that finishes it. Exceptions raised before blocking propagate."""
+    None if it finished; otherwise a task that finishes it. Exceptions raised before blocking propagate.
+    Until it blocks, `coro` runs as the caller's task: it must not open a timeout or task group there
+    (a send through Starlette and uvicorn does neither)."""
     try:
         waiting_on = coro.send(None)
     except StopIteration:
@@ -180,6 +185,9 @@ def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, 
     while True:
         try:
             outcome = yield waiting_on
+        except GeneratorExit:  # the task was garbage-collected or closed: close the coroutine too
+            coro.close()
+            raise
         except BaseException as exc:
             try:
                 waiting_on = coro.throw(exc)

@@ -275,3 +275,24 @@ def test_fan_out_loop_gives_each_socket_the_newest_figures_when_the_pass_reaches
         assert sum(seen == [8] for seen in got.values()) >= PASS_STEP
         assert all(seen in ([9, 8], [8]) for seen in got.values())
     run(scenario())
+
+
+def test_detach_cancels_a_blocked_send_even_before_its_drain_started():
+    async def scenario():
+        session = Session("a", 1)
+        gate = asyncio.Event()
+        sent = []
+
+        async def send(text):
+            await gate.wait()
+            sent.append(text)
+        session.attach(send)
+        session.send("connected", {})  # blocks: a drain task is created but has not run yet
+        blocked = session.blocked
+        assert blocked is not None
+        session.detach()  # the socket went away at once
+        gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert blocked.cancelled() and sent == []
+    run(scenario())
