@@ -50,13 +50,10 @@ def commit_time(stamp: str) -> float:
 
 
 class Watcher:
-    """One socket in the room: records the delay of every availability update it receives."""
+    """One socket in the room: records the commit time and the receipt time of every availability update."""
 
-    def __init__(self, measuring: list[bool]) -> None:
-        self.measuring = measuring  # shared flag: [True] once the rush starts
-        self.delays: list[float] = []
-        self.seen: list[tuple[float, float]] = []  # (commit time, receipt time) of each update received
-        self.received = 0
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float]] = []  # (commit time, receipt time)
         self.last: dict | None = None
         self.last_at = 0.0
         self.joined = asyncio.Event()
@@ -70,11 +67,11 @@ class Watcher:
         data = msg["data"]
         self.last, self.last_at = data, arrived
         self.joined.set()
-        if self.measuring[0]:
-            self.received += 1
-            committed = commit_time(data["timestamp"])
-            self.delays.append(arrived - committed)
-            self.seen.append((committed, arrived))
+        self.seen.append((commit_time(data["timestamp"]), arrived))
+
+    def since(self, started: float) -> list[tuple[float, float]]:
+        """The updates of changes committed after the rush began (the join's figures are older)."""
+        return [(c, a) for c, a in self.seen if c >= started]
 
     async def open(self, url: str, event_id: int) -> None:
         from lean_ws import connect
@@ -92,28 +89,27 @@ class Watcher:
             and commit_time(self.last["timestamp"]) >= started
 
 
-def visibility_delays_ms(seen_by_socket: list[list[tuple[float, float]]], since: float) -> dict:
-    """Commit → visible, for every commit on every socket. A socket that is behind gets the newest
-    figures only (coalescing), so an update's own delay flatters: the commits it superseded became
-    visible on that socket only then. The commits are those any socket saw (every snapshot reaches
-    some socket); each becomes visible on a socket with the first update there that is as new."""
+def visibility_delays_ms(seen_by_socket: list[list[tuple[float, float]]], changes: list[float]) -> dict:
+    """Change → visible, for every change and every socket. A socket that is behind gets the newest
+    figures only (coalescing), so an update's own delay flatters: the changes it superseded became
+    visible on that socket only then. `changes` are the decision times of every batch that changed the
+    category (from the database, a little before each commit); a change is visible on a socket from its
+    first update committed at or after it."""
     import numpy as np
 
-    commits = np.array(sorted({c for seen in seen_by_socket for c, _ in seen if c >= since}))
-    if not len(commits):
+    times = np.array(sorted(changes))
+    if not len(times):
         return {}
     delays, never = [], 0
     for seen in seen_by_socket:
-        if not seen:
-            never += len(commits)
-            continue
-        committed, arrived = np.array([c for c, _ in seen]), np.array([a for _, a in seen])
-        first = np.searchsorted(committed, commits, side="left")  # first update at least as new
+        committed = np.array([c for c, _ in seen])
+        arrived = np.array([a for _, a in seen])
+        first = np.searchsorted(committed, times, side="left")  # first update at least as new
         shown = first < len(committed)
         never += int((~shown).sum())
-        delays.append(arrived[first[shown]] - commits[shown])
+        delays.append((arrived[first[shown]] - times[shown]).astype(np.float32))
     flat = np.concatenate(delays) * 1e3
-    return {"commits": int(len(commits)), "pairs": int(flat.size), "never_shown": never,
+    return {"changes": int(len(times)), "pairs": int(flat.size), "never_shown": never,
             "p50": float(np.percentile(flat, 50)), "p90": float(np.percentile(flat, 90)),
             "p99": float(np.percentile(flat, 99)), "max": float(flat.max()), "mean": float(flat.mean())}
 
@@ -125,8 +121,7 @@ def watch(url: str, event_id: int, sockets: int, connect_parallel: int, nice: in
     os.nice(nice)
 
     async def run() -> None:
-        measuring = [False]
-        watchers = [Watcher(measuring) for _ in range(sockets)]
+        watchers = [Watcher() for _ in range(sockets)]
         gate = asyncio.Semaphore(connect_parallel)
 
         async def open_one(w: Watcher) -> None:
@@ -137,18 +132,18 @@ def watch(url: str, event_id: int, sockets: int, connect_parallel: int, nice: in
         pipe.send({"connect_seconds": time.perf_counter() - t, "failures": [w.closed for w in watchers if w.closed]})
         loop = asyncio.get_running_loop()
         started, patience = await loop.run_in_executor(None, pipe.recv)  # the rush is about to start
-        measuring[0] = True
-        await loop.run_in_executor(None, pipe.recv)  # the rush is over
+        changes = await loop.run_in_executor(None, pipe.recv)  # the rush is over: its changes' times
         deadline = time.monotonic() + patience
         alive = [w for w in watchers if not w.closed]
         while time.monotonic() < deadline and not all(w.final(started) for w in alive):
             await asyncio.sleep(0.05)
         for w in alive:
             w.socket.close()
-        pipe.send({"delays": [d for w in watchers for d in w.delays],
-                   "visible_ms": visibility_delays_ms([w.seen for w in alive], started),
-                   "per_socket": [w.received for w in alive],
-                   "last_receipt": max((w.last_at for w in watchers if w.delays), default=0.0),
+        measured = [w.since(started) for w in alive]
+        pipe.send({"delays": [a - c for seen in measured for c, a in seen],
+                   "visible_ms": visibility_delays_ms(measured, changes),
+                   "per_socket": [len(seen) for seen in measured],
+                   "last_receipt": max((a for seen in measured for _, a in seen), default=0.0),
                    "starved": sum(1 for w in alive if not w.final(started)),
                    "closed_during_run": sorted({w.socket.closed.result() for w in alive if w.socket.closed.done()})[:5]})
     try:
@@ -196,6 +191,22 @@ async def rush(db_url: str, event_id: int, category_id: int, users: list[int], i
             "holds_per_second": done["holds"] / holds_s}
 
 
+def change_times(db_url: str, category_id: int, since: float) -> list[float]:
+    """When each batch that changed the category decided (one time per batch: its holds' created_at
+    and closed_at), from the database: every change, including those no socket was sent."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT extract(epoch FROM t) FROM ("
+            " SELECT created_at AS t FROM holds WHERE category_id = :c"
+            " UNION SELECT closed_at FROM holds WHERE category_id = :c AND closed_at IS NOT NULL) AS changes"
+            " WHERE t >= to_timestamp(:s)"), {"c": category_id, "s": since}).scalars().all()
+    engine.dispose()
+    return [float(t) for t in rows]
+
+
 async def handshake_without_token(url: str) -> str:
     """Sanity check under the chosen ingress: a socket without a token must be refused."""
     from websockets.asyncio.client import connect
@@ -231,7 +242,7 @@ async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
     ours.send((started, args.patience))
     load = await rush(db_url, event_id, category_id, users[1:], args.in_flight, args.rate)
     rush_end = time.time()
-    ours.send("rush over")
+    ours.send(change_times(db_url, category_id, started))
     print(f"rush done: {load}", flush=True)
     seen = await recv()  # once every socket shows the final figures, or the patience ran out
     watchers.join(30)
@@ -252,7 +263,7 @@ async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
         "updates_per_second": len(delays) / span,
         "delivery_span_seconds": span,
         "drain_after_rush_seconds": max(0.0, last_receipt - rush_end),
-        "commit_to_visible_ms": seen["visible_ms"],
+        "change_to_visible_ms": seen["visible_ms"],
         "delay_ms": {"p50": percentile(delays, 50) * 1e3, "p90": percentile(delays, 90) * 1e3,
                      "p99": percentile(delays, 99) * 1e3, "max": max(delays, default=float("nan")) * 1e3,
                      "mean": (statistics.fmean(delays) * 1e3) if delays else float("nan")},
