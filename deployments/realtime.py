@@ -214,8 +214,16 @@ class Realtime:
         event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
         request = HoldRequest(session.user_id, proto.quantity(data), session.id)
         # Noted before the call: if the socket goes away meanwhile, its clean-up still releases the hold.
-        session.held.add((event_id, category_id))
-        result = await self.categories.call(event_id, category_id, request)
+        key, had = (event_id, category_id), (event_id, category_id) in session.held
+        session.held.add(key)
+        try:
+            result = await self.categories.call(event_id, category_id, request)
+        except Exception:  # refused before reaching the actor (no such category...): nothing to release
+            if not had:
+                session.held.discard(key)
+            raise
+        if not result["ok"] and not had:
+            session.held.discard(key)
         session.send("lock-tickets-response", proto.lock_response(result))
 
     async def _unlock(self, session: Session, data: dict) -> None:
