@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -162,16 +163,29 @@ def _ms(text: str) -> float:
 # ---- our paths ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def database(db_url: str):
+    """One connection to the benchmark's database, in a transaction committed on exit; its engine is
+    disposed of afterwards, so no pool outlives the call."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
 def make_category(db_url: str, seats: int, buyers: int) -> tuple[int, int, list[int]]:
     """An event with one huge category and `buyers` users, written straight to the database."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
     from domain.auth import hash_password
 
-    engine = create_engine(db_url)
     password_hash = hash_password("bench-password")  # one hash for all: registration is not measured
     stamp = time.time_ns()
-    with engine.begin() as conn:
+    with database(db_url) as conn:
         organizer = conn.execute(
             text("INSERT INTO users (username, password_hash, role) VALUES (:u, :h, 'organizer') RETURNING id"),
             {"u": f"bench_org_{stamp}", "h": password_hash},
@@ -191,7 +205,6 @@ def make_category(db_url: str, seats: int, buyers: int) -> tuple[int, int, list[
                  "SELECT 'bench_' || :stamp || '_' || g, :h FROM generate_series(1, :n) g RETURNING id"),
             {"stamp": str(stamp), "h": password_hash, "n": buyers},
         ).scalars().all()
-    engine.dispose()
     return event, category, list(users)
 
 
@@ -229,16 +242,14 @@ def rush_through_actor(db_url: str, event: int, category: int, users: list[int],
 
 
 def oversell_report(db_url: str, category: int) -> dict:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
+    with database(db_url) as conn:
         row = conn.execute(text(
             "SELECT total_seats, held_seats, sold_seats, "
             " (SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active') AS held_rows,"
             " (SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status = 'confirmed') AS sold_rows "
             "FROM ticket_categories WHERE id = :c"), {"c": category}).one()
-    engine.dispose()
     return {
         "total_seats": row.total_seats, "held_seats": row.held_seats, "sold_seats": row.sold_seats,
         "oversold": max(0, row.held_rows + row.sold_rows - row.total_seats),

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 RESULTS = ROOT / "bench" / "results"
 
-from rush import free_port, make_category, percentile  # noqa: E402  (bench/rush.py: shared set-up)
+from rush import database, free_port, make_category, percentile  # noqa: E402  (bench/rush.py: shared set-up)
 
 
 def raise_open_files(wanted: int) -> int:
@@ -194,16 +194,14 @@ async def rush(db_url: str, event_id: int, category_id: int, users: list[int], i
 def change_times(db_url: str, category_id: int, since: float) -> list[float]:
     """When each batch that changed the category decided (one time per batch: its holds' created_at
     and closed_at), from the database: every change, including those no socket was sent."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
+    with database(db_url) as conn:
         rows = conn.execute(text(
             "SELECT extract(epoch FROM t) FROM ("
             " SELECT created_at AS t FROM holds WHERE category_id = :c"
             " UNION SELECT closed_at FROM holds WHERE category_id = :c AND closed_at IS NOT NULL) AS changes"
             " WHERE t >= to_timestamp(:s)"), {"c": category_id, "s": since}).scalars().all()
-    engine.dispose()
     return [float(t) for t in rows]
 
 
