@@ -13,7 +13,8 @@ from deployments.auth import AuthService
 from deployments.events import EventsService
 from deployments.gateway import Gateway
 from deployments.orders import OrdersService
-from deployments.realtime import Realtime
+from deployments.realtime_sio import RealtimeSocketIO
+from deployments.realtime_ws import Realtime
 from deployments.users import UsersService
 from storage import migrate
 from storage.database import resolve_database_url
@@ -46,10 +47,23 @@ def build_realtime_app(args: dict | None = None) -> Application:
     """The WebSocket application (route prefix /realtime), deployed next to the HTTP one."""
     args = dict(args or {})
     db_url, data_dir = resolve_and_migrate(args)
+    return _sized(Realtime, args).bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))
+
+
+def build_socketio_app(args: dict | None = None) -> Application:
+    """The Socket.IO application (route prefix /socket.io, namespace /realtime): the same protocol.
+    `polling: "0"` turns long-polling off (it is on only while the deployment has one replica)."""
+    args = dict(args or {})
+    db_url, data_dir = resolve_and_migrate(args)
+    polling = str(args.get("polling", "1")) not in ("0", "false", "False")
+    return _sized(RealtimeSocketIO, args).bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)),
+                                               polling)
+
+
+def _sized(deployment, args: dict):
     options = {}
-    if "max_ongoing_requests" in args:  # every open socket takes one slot; HTTP /realtime/stats needs one too
+    if "max_ongoing_requests" in args:  # every open socket takes one slot; HTTP /stats needs one too
         options["max_ongoing_requests"] = int(args["max_ongoing_requests"])
     if "num_replicas" in args:  # sockets spread over replicas; each long-polls the broadcaster
         options["num_replicas"] = int(args["num_replicas"])
-    realtime = Realtime.options(**options) if options else Realtime
-    return realtime.bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))
+    return deployment.options(**options) if options else deployment

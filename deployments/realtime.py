@@ -1,36 +1,29 @@
-"""The realtime WebSocket endpoint (ws://HOST:PORT/realtime), a Serve application of its own.
+"""The realtime protocol's rules for one replica, whatever carries them: one implementation behind
+the plain WebSocket endpoint (deployments/realtime_ws.py) and the Socket.IO one (deployments/realtime_sio.py),
+which only authenticate, frame messages and close sockets their own way.
 
-Each open socket holds one `max_ongoing_requests` slot of its replica for its whole life, so this
-deployment is separate from the HTTP gateway and sized for thousands of sockets (serve_config.yaml).
-The token is checked at the handshake; identity never comes from a payload. Holds go to the same
-category actors as HTTP holds; a socket's unconfirmed holds are released when it goes away.
-Availability reaches the sockets through the broadcaster actor (see deployments/realtime_hub.py).
-Protocol: docs/websocket.md.
+The token is checked by the adapter at the handshake (`authenticate`); identity never comes from a
+payload. Holds go to the same category actors as HTTP holds; a socket's unconfirmed holds are released
+when it goes away. Availability reaches the sockets through the broadcaster actor (see
+deployments/realtime_hub.py). Protocol: docs/websocket.md.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
-
-from ray import serve
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
 from deployments.orders import hold_row_view
-from deployments.realtime_hub import TOO_SLOW, Hub, Session
+from deployments.realtime_hub import TOO_SLOW, Encoder, Hub, Sender, Session, replies
 from deployments.realtime_metrics import RealtimeMetrics
 from domain import events as event_rules
 from domain import realtime as proto
-from domain.auth import Principal, token_from_header, verify_token
+from domain.auth import Principal, verify_token
 from domain.errors import ApiError
 from domain.inventory import HoldRequest, ReleaseRequest, ReleaseSessionRequest
 from storage import events_store, orders_store
@@ -40,77 +33,58 @@ from ticketing.settings import Tunables
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 20.0
-CLOSE_TIMEOUT_S = 2.0
+Closing = tuple[int, str]  # (close code, reason) an adapter applies in its own way
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
-@serve.ingress()
-class Realtime:
-    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0) -> None:
+class RealtimeCore:
+    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0,
+                 encode: Encoder = proto.message) -> None:
         self.secret = settings.jwt_secret(Path(data_dir))
         self.engine = make_engine(db_url, pool_size=2)
         self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
         self.metrics = RealtimeMetrics()
-        self.hub = Hub(self._poll, min_interval_s=fanout_interval_s, on_pass=self.metrics.observe_pass)
+        self.hub = Hub(self._poll, min_interval_s=fanout_interval_s, on_pass=self.metrics.observe_pass,
+                       encode=encode)
         self.cleanups: set[asyncio.Task] = set()
 
     def reconfigure(self, config: dict) -> None:
         # Tunables for category actors this replica may be first to create; never pushed to running ones.
         self.categories.tunables.update(Tunables.from_env().merged(config).__dict__)
 
-    def __serve_build_asgi_app__(self):
-        http = Starlette(routes=[Route("/stats", self._stats)], lifespan=self._lifespan)
-
-        async def app(scope, receive, send):
-            # Every WebSocket under the route prefix is the realtime socket ("/realtime" or "/realtime/").
-            if scope["type"] == "websocket":
-                await self._socket(WebSocket(scope, receive, send))
-            else:
-                await http(scope, receive, send)
-
-        return app
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, _app):
-        self.hub.start()  # on the replica's event loop, where the sockets live
-        yield
-        await self.hub.stop()
-
     async def _poll(self, epoch: str | None, since: int) -> dict:
         return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
 
-    async def _stats(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.hub.stats())
+    def stats(self) -> dict:
+        return self.hub.stats()
 
     # ---- one socket ----
-    def _principal(self, websocket: WebSocket) -> Principal:
-        token = websocket.query_params.get("token")
-        if not token:
-            token = token_from_header(websocket.headers.get("authorization"))
+    def authenticate(self, token: str | None) -> Principal:
+        """The handshake's token → who the socket acts for (ApiError 401 if none or not valid)."""
         return verify_token(token, self.secret)
 
-    async def _socket(self, websocket: WebSocket) -> None:
-        try:
-            principal = self._principal(websocket)
-        except ApiError as exc:
-            await _refuse(websocket, exc)
-            return
-        await websocket.accept()
-        self.hub.start()
-        session = Session(uuid.uuid4().hex, principal.user_id)
+    def open(self, principal: Principal) -> Session:
+        """A new socket of `principal`: registered with the hub, `connected` queued as its first message."""
+        self.hub.start()  # on the replica's event loop, where the sockets live
+        session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode)
         self.hub.add(session)
         self.metrics.set_connections(len(self.hub.sessions))
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
                                    "username": principal.username, "message": "Connected to realtime service"})
-        ended = session.attach(websocket.send_text)
-        reader = asyncio.ensure_future(self._read(websocket, session))
+        return session
+
+    async def run(self, session: Session, principal: Principal, sender: Sender,
+                  reader: Awaitable[None]) -> Closing | None:
+        """Send through `sender` until `reader` ends (the client went away), the client falls behind or
+        its token expires; then clean up. Returns how the adapter must close the socket (None: it is gone)."""
+        ended = session.attach(sender)
+        reader = asyncio.ensure_future(reader)
         # The token was checked once, at the handshake; the socket lives no longer than the token.
         waits = {ended, reader}
         expiry = None
         if principal.expires_at:
             expiry = asyncio.ensure_future(asyncio.sleep(max(0.0, principal.expires_at - time.time())))
             waits.add(expiry)
-        closing: tuple[int, str] | None = None
+        closing: Closing | None = None
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if ended.done() and ended.result() in TOO_SLOW and not reader.done():
@@ -131,22 +105,7 @@ class Realtime:
                 cleanup = asyncio.ensure_future(self._release(session))  # not tied to this handler's fate
                 self.cleanups.add(cleanup)
                 cleanup.add_done_callback(self.cleanups.discard)
-        if closing is not None:  # after the clean-up: a client that stopped reading may never take it
-            await _close(websocket, *closing)
-
-    async def _read(self, websocket: WebSocket, session: Session) -> None:
-        while True:
-            try:
-                received = await websocket.receive()
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            if received["type"] == "websocket.disconnect":
-                return
-            text = received.get("text")
-            if text is None:
-                session.send("error", {"message": "Binary messages are not supported", "statusCode": 400})
-                continue
-            await self._handle(session, text)
+        return closing
 
     async def _release(self, session: Session) -> None:
         """The socket is gone: release its holds that were not confirmed (each change is broadcast)."""
@@ -158,10 +117,24 @@ class Realtime:
                             category_id, exc_info=True)
 
     # ---- messages ----
-    async def _handle(self, session: Session, text: str) -> None:
+    async def handle_text(self, session: Session, text: str) -> None:
+        """One plain-WebSocket text frame {"event", "data"}."""
+        await self._handle(session, lambda: proto.parse_message(text))
+
+    async def handle_event(self, session: Session, event: str, data: object) -> dict | None:
+        """One Socket.IO event (already decoded). Returns the reply's payload, for an acknowledgement."""
+        sent: list[tuple[str, dict]] = []
+        token = replies.set(sent)
+        try:
+            await self._handle(session, lambda: proto.client_message(event, data))
+        finally:
+            replies.reset(token)
+        return sent[0][1] if sent else None
+
+    async def _handle(self, session: Session, parse) -> None:
         reply_event = "error"
         try:
-            msg = proto.parse_message(text)
+            msg = parse()
             reply_event = {"lock-tickets": "lock-tickets-response",
                            "unlock-tickets": "unlock-tickets-response"}.get(msg.event, "error")
             proto.check_identity(msg.data, session.user_id)
@@ -248,19 +221,4 @@ def _failure(reply_event: str, text: str, status: int) -> dict:
     if reply_event == "error":
         return {"message": text, "statusCode": status}
     return proto.refusal(text, status)
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    # The client may be gone already, or not reading: then the close frame cannot be written (bounded).
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT_S)
-
-
-async def _refuse(websocket: WebSocket, exc: ApiError) -> None:
-    """Refuse the handshake: HTTP 401 with the API's error body where the server supports it (uvicorn
-    behind Serve's proxy does), else a close before accept (the client sees HTTP 403)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(exc.body(), status_code=401))
-    else:
-        await websocket.close(proto.CLOSE_UNAUTHORIZED, str(exc.message))
 

@@ -8,11 +8,14 @@ else. Availability is coalesced per category in each outbox (a socket that is be
 figures once, not every intermediate step); replies and notices are kept in order up to a bound, and a
 socket that exceeds it, or whose send stalls, is closed.
 
-Pure asyncio: the poll function and each socket's send function are injected (tests/unit use fakes).
+Transport-neutral: a message is text made by the hub's `encode(event, data)` (a JSON frame for the
+plain WebSocket, a Socket.IO packet for Socket.IO), and each socket's send function is injected.
+Pure asyncio: the poll function and the send functions are injected (tests/unit use fakes).
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -70,7 +73,11 @@ class Outbox:
 
 
 Sender = Callable[[str], Awaitable[None]]
+Encoder = Callable[[str, dict], str]  # (event, data) → the text one socket is sent
 TOO_SLOW = ("outbox full", "send stalled")  # why a socket is closed as a laggard
+# Set by a message handler's caller: what Session.send sends meanwhile is also recorded there, so the
+# reply can answer a Socket.IO acknowledgement too. Per task, so concurrent handlers do not mix.
+replies: contextvars.ContextVar[list[tuple[str, dict]] | None] = contextvars.ContextVar("replies", default=None)
 
 
 @dataclass(eq=False)
@@ -85,6 +92,7 @@ class Session:
 
     id: str
     user_id: int
+    encode: Encoder = message
     outbox: Outbox = field(default_factory=Outbox)
     rooms: set[int] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)  # categories where this socket made holds
@@ -109,7 +117,10 @@ class Session:
                 task.cancel()
 
     def send(self, event: str, data: dict) -> bool:
-        return self.put(message(event, data))
+        recorded = replies.get()
+        if recorded is not None:
+            recorded.append((event, data))
+        return self.put(self.encode(event, data))
 
     def put(self, text: str) -> bool:
         """Queue a reply or notice and send it if the socket is free; False if the socket is a laggard."""
@@ -203,8 +214,9 @@ def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, 
 class Hub:
     def __init__(self, poll: Callable[[str | None, int], Awaitable[dict]], *, min_interval_s: float = 0.0,
                  send_timeout_s: float = SEND_TIMEOUT_S, watch_every_s: float = 1.0,
-                 on_pass: Callable[[float], None] | None = None) -> None:
+                 on_pass: Callable[[float], None] | None = None, encode: Encoder = message) -> None:
         self.poll = poll
+        self.encode = encode  # how this replica's sockets frame a message (serialised once for all)
         self.on_pass = on_pass  # told the wall time of each fan-out pass (metrics)
         self.send_timeout_s = send_timeout_s
         self.watch_every_s = watch_every_s
@@ -309,7 +321,7 @@ class Hub:
         self.version = result["version"]
         for figures in result["snapshots"]:
             key = (figures["eventId"], figures["categoryId"])
-            text = message("availability-update", availability(figures))  # serialised once for all
+            text = self.encode("availability-update", availability(figures))  # serialised once for all
             self.latest.setdefault(key[0], {})[key] = ((self.generation, figures["version"]), text)
         if result["snapshots"]:
             self.sequence += 1
@@ -317,7 +329,7 @@ class Hub:
         if first_sync:
             return  # notices from before this replica started are not news to its sockets
         for kind, user_id, payload in result["notices"]:
-            text = message(kind, payload)
+            text = self.encode(kind, payload)
             for session in list(self.users.get(user_id, ())):
                 session.put(text)
 

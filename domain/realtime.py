@@ -1,6 +1,7 @@
 """The realtime protocol's pure parts: parsing client messages, checking their payloads, and the JSON
-shapes the server sends. The seed spoke socket.io; we speak plain WebSocket with the same event names,
-each message a JSON object {"event": NAME, "data": {...}}. See docs/websocket.md.
+shapes the server sends. Two framings carry the same events: plain WebSocket, each message a JSON object
+{"event": NAME, "data": {...}}, and Socket.IO v4 (namespace /realtime), as the seed spoke. See
+docs/websocket.md.
 """
 from __future__ import annotations
 
@@ -47,14 +48,18 @@ def parse_message(text: str) -> ClientMessage:
         raise ProtocolError('Invalid message: expected JSON {"event": name, "data": {...}}') from None
     if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
         raise ProtocolError('Invalid message: expected JSON {"event": name, "data": {...}}')
-    data = raw.get("data")
+    return client_message(raw["event"], raw.get("data"))
+
+
+def client_message(event: str, data: object) -> ClientMessage:
+    """An event name and its payload, however framed (a Socket.IO event arrives already decoded)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ProtocolError("Invalid message: data must be a JSON object")
-    if raw["event"] not in CLIENT_EVENTS:
-        raise ProtocolError(f"Unknown event: {raw['event'][:64]}")
-    return ClientMessage(raw["event"], data)
+    if event not in CLIENT_EVENTS:
+        raise ProtocolError(f"Unknown event: {event[:64]}")
+    return ClientMessage(event, data)
 
 
 def positive_id(data: dict, field: str) -> int:

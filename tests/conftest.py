@@ -112,3 +112,17 @@ def realtime(server, database_url, data_dir) -> str:
               name="realtime", route_prefix="/realtime")
     yield server.replace("http://", "ws://", 1) + "/realtime"
     serve.delete("realtime")
+
+
+@pytest.fixture(scope="session")
+def socketio_url(server, database_url, data_dir) -> str:
+    """Base URL for Socket.IO clients (`io(URL + "/realtime")`): the Socket.IO application is deployed
+    at /socket.io, the path those clients use, next to the HTTP one on the same proxy."""
+    from ray import serve
+
+    from deployments.app import build_socketio_app
+
+    serve.run(build_socketio_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
+              name="socketio", route_prefix="/socket.io")
+    yield server
+    serve.delete("socketio")

@@ -1,0 +1,192 @@
+"""The Socket.IO v4 endpoint (namespace /realtime at the default path /socket.io/), as the seed spoke it:
+a thin adapter of python-socketio's ASGI server over deployments/realtime.py.
+
+It authenticates the Socket.IO connect (handshake `auth.token`, `?token=`, or `Authorization: Bearer`),
+turns each event into a call of the shared handlers, answers acknowledgements with the reply's payload,
+and frames what the hub sends as Socket.IO packets (serialised once per update, like the plain endpoint).
+A Serve application of its own (route prefix /socket.io, which is where clients of `io(URL + "/realtime")`
+connect); long-polling only with one replica, see docs/websocket.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import parse_qs
+
+import socketio
+from engineio import packet as eio_packet
+from ray import serve
+from ray.serve.exceptions import RayServeException
+from socketio import packet as sio_packet
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from deployments.realtime import RealtimeCore
+from deployments.realtime_hub import Session
+from domain import realtime as proto
+from domain.auth import Principal, token_from_header
+from domain.errors import ApiError
+
+log = logging.getLogger(__name__)
+NAMESPACE = "/realtime"
+# Packets queued in engine.io for one client before a send counts as blocked: from then on the hub's
+# outbox holds (and coalesces) what is for it, and a client that stays behind is dropped as a laggard.
+ENGINE_QUEUE_LIMIT = 64
+MAX_PACKET_BYTES = 64 * 1024  # engine.io packets (and polling bodies) larger than this close the connection
+
+
+def encode(event: str, data: dict) -> str:
+    """(event, data) → one Socket.IO EVENT packet of the namespace, as engine.io sends it."""
+    return sio_packet.Packet(sio_packet.EVENT, data=[event, data], namespace=NAMESPACE).encode()
+
+
+def handshake_token(auth: object, environ: dict) -> str:
+    """The JWT from the handshake: `auth.token`, else the `token` query parameter, else the
+    `Authorization: Bearer` header (ApiError 401 when none)."""
+    if isinstance(auth, dict) and auth.get("token"):
+        return str(auth["token"])
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if query.get("token", [""])[0]:
+        return query["token"][0]
+    return token_from_header(environ.get("HTTP_AUTHORIZATION"))
+
+
+def handshake_user_id(environ: dict) -> str | None:
+    """Seed clients also name their user in the query (`query: {userId}`)."""
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("userId")
+    return values[0] if values else None
+
+
+def transports(polling: bool, replicas: int | None) -> list[str]:
+    """Long-polling spreads one connection over many HTTP requests, which must all reach the replica
+    that holds it; Serve does not route by session, so polling is offered only with one replica."""
+    return ["polling", "websocket"] if polling and replicas == 1 else ["websocket"]
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
+@serve.ingress()
+class RealtimeSocketIO:
+    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0, polling: bool = True) -> None:
+        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s, encode=encode)
+        allowed = transports(polling, _replicas())
+        if polling and allowed == ["websocket"]:
+            log.warning("Socket.IO long-polling is off: this deployment has more than one replica")
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            transports=allowed,
+            cors_allowed_origins="*",  # like the plain endpoint: the token, not the origin, authorises
+            async_handlers=False,  # one client's events are handled in order, as on the plain endpoint
+            max_http_buffer_size=MAX_PACKET_BYTES,
+        )
+        self.sio.on("connect", self._connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._disconnect, namespace=NAMESPACE)
+        self.sio.on("*", self._event, namespace=NAMESPACE)
+        self.links: dict[str, tuple[Session, asyncio.Future]] = {}  # Socket.IO sid → session, "gone"
+        self.tasks: set[asyncio.Task] = set()
+
+    def reconfigure(self, config: dict) -> None:
+        self.core.reconfigure(config)
+
+    def __serve_build_asgi_app__(self):
+        http = Starlette(routes=[Route("/stats", self._stats)], lifespan=self._lifespan)
+
+        async def app(scope, receive, send):
+            path = _route_path(scope)
+            if scope["type"] in ("http", "websocket") and path in ("", "/"):
+                await self.sio.handle_request(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            elif scope["type"] == "http" and path != "/stats":
+                await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            else:
+                await http(scope, receive, send)
+
+        return app
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app):
+        self.core.hub.start()  # on the replica's event loop, where the sockets live
+        yield
+        await self.core.hub.stop()
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.core.stats())
+
+    # ---- Socket.IO events of the namespace ----
+    async def _connect(self, sid: str, environ: object, auth: object = None, *_rest) -> None:
+        if sid in self.links:  # a client emitting an event named "connect": not a new connection
+            return
+        try:
+            principal = self.core.authenticate(handshake_token(auth, environ))  # type: ignore[arg-type]
+            proto.check_identity({"userId": handshake_user_id(environ)}, principal.user_id)
+        except ApiError as exc:  # the client gets connect_error with this message and data
+            raise socketio.exceptions.ConnectionRefusedError(str(exc.message), exc.body()) from None
+        except proto.ProtocolError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"statusCode": exc.status, "message": exc.message}) from None
+        session = self.core.open(principal)
+        gone = asyncio.get_running_loop().create_future()
+        self.links[sid] = (session, gone)
+        task = asyncio.ensure_future(self._live(sid, session, principal, gone))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _disconnect(self, sid: str, *_reason) -> None:
+        if self.sio.manager.is_connected(sid, NAMESPACE):
+            return  # a client emitting an event named "disconnect"; a real one is under way otherwise
+        link = self.links.pop(sid, None)
+        if link is not None and not link[1].done():
+            link[1].set_result(None)
+
+    async def _event(self, event: str, sid: str, *args) -> dict | None:
+        link = self.links.get(sid)
+        if link is None:
+            return None
+        # A payload is one object; the seed's clients send none for get-my-locks and heartbeat.
+        data = args[0] if args else None
+        return await self.core.handle_event(link[0], event, data)  # returned: the acknowledgement
+
+    # ---- one connection ----
+    async def _live(self, sid: str, session: Session, principal: Principal, gone: asyncio.Future) -> None:
+        # python-socketio queues its CONNECT packet when our connect handler returns, before this task
+        # first runs; `connected` and everything after must follow it.
+        for _ in range(100):
+            if self.sio.manager.is_connected(sid, NAMESPACE) or gone.done():
+                break
+            await asyncio.sleep(0)
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        closing = await self.core.run(session, principal, self._sender(eio_sid), gone)
+        if closing is None:
+            return
+        if closing[0] == proto.CLOSE_UNAUTHORIZED:
+            # Token expired: leave the namespace ("io server disconnect": the client does not retry).
+            await self.sio.disconnect(sid, namespace=NAMESPACE)
+        else:  # too slow: drop the connection; the client reconnects and re-joins
+            await self.sio.eio.disconnect(eio_sid)
+
+    def _sender(self, eio_sid: str):
+        async def send(text: str) -> None:
+            socket = self.sio.eio.sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                raise ConnectionError("Socket.IO connection closed")
+            if socket.queue.qsize() >= ENGINE_QUEUE_LIMIT:
+                await socket.queue.join()  # blocks: the hub's outbox takes over until the client reads
+            await socket.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
+
+        return send
+
+
+def _replicas() -> int | None:
+    """This deployment's fixed number of replicas (None when autoscaling or outside Serve)."""
+    try:
+        return serve.get_replica_context().world_size
+    except RayServeException:  # not in a replica
+        return None
+
+
+def _route_path(scope: dict) -> str:
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
