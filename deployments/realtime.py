@@ -176,7 +176,7 @@ class RealtimeCore:
                                            category.held_seats, event.is_active)
                 stamp = self.hub.stamp(None, 0)
             session.update((event_id, category.id), stamp,
-                           proto.message("availability-update", proto.availability(figures)))
+                           session.encode("availability-update", proto.availability(figures)))
 
     async def _leave(self, session: Session, data: dict) -> None:
         event_id = proto.positive_id(data, "eventId")
