@@ -2,6 +2,11 @@
 
     python bench/ws_fanout.py --sockets 1000
     python bench/ws_fanout.py --sockets 5000 --holds 5000
+    python bench/ws_fanout.py --sockets 1000 --endpoint both    # plain, then Socket.IO, in one run
+
+`--endpoint` picks the plain WebSocket endpoint (/realtime), the Socket.IO one (/socket.io/, namespace
+/realtime, WebSocket transport), or both one after the other on the same cluster, each with an event of
+its own; with both, the report gives the Socket.IO/plain ratios of the change → visible delay.
 
 Starts its own cluster (2 CPUs, embedded PostgreSQL unless DATABASE_URL is set) with both Serve
 applications, opens W sockets (one watcher user) that join the event room, then sends `--holds` holds of
@@ -49,10 +54,18 @@ def commit_time(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-class Watcher:
-    """One socket in the room: records the commit time and the receipt time of every availability update."""
+SIO_PREFIX = "42/realtime,"  # a Socket.IO EVENT of the namespace, as engine.io frames it
 
-    def __init__(self) -> None:
+
+class Watcher:
+    """One socket in the room: records the commit time and the receipt time of every availability update.
+    `socketio`: the socket speaks engine.io/Socket.IO v4 over WebSocket (the few packet kinds a listener
+    meets, framed by hand so the load generator stays as lean as for the plain endpoint)."""
+
+    def __init__(self, socketio: bool = False, token: str = "") -> None:
+        self.socketio = socketio
+        self.token = token
+        self.event_id = 0
         self.seen: list[tuple[float, float]] = []  # (commit time, receipt time)
         self.last: dict | None = None
         self.last_at = 0.0
@@ -61,10 +74,16 @@ class Watcher:
         self.closed: str | None = None
 
     def on_text(self, text: str, arrived: float) -> None:
-        msg = json.loads(text)
-        if msg["event"] != "availability-update":
+        if self.socketio:
+            if not text.startswith(SIO_PREFIX):
+                self._engine(text)
+                return
+            event, data = json.loads(text[len(SIO_PREFIX):])[:2]
+        else:
+            msg = json.loads(text)
+            event, data = msg["event"], msg["data"]
+        if event != "availability-update":
             return
-        data = msg["data"]
         self.last, self.last_at = data, arrived
         self.joined.set()
         self.seen.append((commit_time(data["timestamp"]), arrived))
@@ -73,12 +92,24 @@ class Watcher:
         """The updates of changes committed after the rush began (the join's figures are older)."""
         return [(c, a) for c, a in self.seen if c >= started]
 
+    def _engine(self, text: str) -> None:
+        if text.startswith("0"):  # engine.io open: connect to the namespace with the token
+            self.socket.send_text("40/realtime," + json.dumps({"token": self.token}))
+        elif text.startswith("40/realtime,"):  # namespace connected: join the room
+            self.socket.send_text(SIO_PREFIX + json.dumps(["join-event-room", {"eventId": self.event_id}]))
+        elif text == "2":  # engine.io ping → pong
+            self.socket.send_text("3")
+        elif text.startswith("44/realtime,"):
+            self.closed = f"connect_error: {text}"
+
     async def open(self, url: str, event_id: int) -> None:
         from lean_ws import connect
 
+        self.event_id = event_id
         try:
             self.socket = await connect(url, self.on_text, timeout=120)
-            self.socket.send_text(json.dumps({"event": "join-event-room", "data": {"eventId": event_id}}))
+            if not self.socketio:  # Socket.IO joins once its namespace is connected (_engine)
+                self.socket.send_text(json.dumps({"event": "join-event-room", "data": {"eventId": event_id}}))
             await asyncio.wait_for(self.joined.wait(), 120)
         except Exception as exc:  # reported as a failed socket, the run goes on
             self.closed = f"{type(exc).__name__}: {exc}"
@@ -114,14 +145,15 @@ def visibility_delays_ms(seen_by_socket: list[list[tuple[float, float]]], change
             "p99": float(np.percentile(flat, 99)), "max": float(flat.max()), "mean": float(flat.mean())}
 
 
-def watch(url: str, event_id: int, sockets: int, connect_parallel: int, nice: int, pipe) -> None:
+def watch(url: str, event_id: int, sockets: int, connect_parallel: int, nice: int, pipe,
+          socketio: bool = False, token: str = "") -> None:
     """The watchers' process: the sockets are read here, never in the process (and under the GIL) that
     drives the rush. It runs at Ray's worker niceness (15) by default, so that it does not preempt the
     server it measures (at niceness 0 it would get ~28x the CPU share of a Ray worker)."""
     os.nice(nice)
 
     async def run() -> None:
-        watchers = [Watcher() for _ in range(sockets)]
+        watchers = [Watcher(socketio, token) for _ in range(sockets)]
         gate = asyncio.Semaphore(connect_parallel)
 
         async def open_one(w: Watcher) -> None:
@@ -217,16 +249,19 @@ async def handshake_without_token(url: str) -> str:
         return f"refused with HTTP {exc.response.status_code}"
 
 
-async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
+async def measure(ws_url: str, base: str, db_url: str, args, socketio: bool = False, token: str = "") -> dict:
     import multiprocessing
 
     import httpx
 
+    stats_url = f"{base}/socket.io/stats" if socketio else f"{base}/realtime/stats"
     event_id, category_id, users = make_category(db_url, seats=1_000_000, buyers=args.holds + 1)
-    refusal = await handshake_without_token(ws_url.split("?")[0])
+    # (Socket.IO refuses at the namespace connect, after the upgrade: the tests cover that.)
+    refusal = "n/a" if socketio else await handshake_without_token(ws_url.split("?")[0])
     ours, theirs = multiprocessing.Pipe()
     watchers = multiprocessing.get_context("spawn").Process(
-        target=watch, args=(ws_url, event_id, args.sockets, args.connect_parallel, args.client_nice, theirs), daemon=True)
+        target=watch, args=(ws_url, event_id, args.sockets, args.connect_parallel, args.client_nice, theirs,
+                            socketio, token), daemon=True)
     watchers.start()
     recv = lambda: asyncio.to_thread(ours.recv)  # noqa: E731
     opened = await recv()
@@ -234,7 +269,7 @@ async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
     print(f"{args.sockets - len(failed)} sockets joined in {opened['connect_seconds']:.1f}s ({len(failed)} failed)",
           flush=True)
     async with httpx.AsyncClient() as http:
-        before = (await http.get(f"{base}/realtime/stats")).json()
+        before = (await http.get(stats_url)).json()
 
     started = time.time()
     ours.send((started, args.patience))
@@ -245,7 +280,7 @@ async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
     seen = await recv()  # once every socket shows the final figures, or the patience ran out
     watchers.join(30)
     async with httpx.AsyncClient() as http:
-        after = (await http.get(f"{base}/realtime/stats")).json()
+        after = (await http.get(stats_url)).json()
 
     delays, per_socket = seen["delays"], seen["per_socket"]
     last_receipt = seen["last_receipt"] or time.time()
@@ -273,6 +308,17 @@ async def measure(ws_url: str, base: str, db_url: str, args) -> dict:
     }
 
 
+def ratios(plain: dict, socketio: dict) -> dict:
+    """Socket.IO / plain for the change → visible and update delays (the target: within 1.5x)."""
+    out = {}
+    for key in ("change_to_visible_ms", "delay_ms"):
+        for q in ("p50", "p90", "p99"):
+            a, b = plain.get(key, {}).get(q), socketio.get(key, {}).get(q)
+            if a and b:
+                out[f"{key}.{q}"] = round(b / a, 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=1000)
@@ -288,6 +334,8 @@ def main() -> None:
                         help="extra coalescing window of the realtime replica between fan-outs (s)")
     parser.add_argument("--patience", type=float, default=120.0, help="seconds to wait for sockets to settle")
     parser.add_argument("--ingress", choices=["default", "haproxy"], default="default")
+    parser.add_argument("--endpoint", choices=["plain", "socketio", "both"], default="plain",
+                        help="which realtime endpoint the sockets use; both: one after the other, same cluster")
     args = parser.parse_args()
 
     limit = raise_open_files(args.sockets * 2 + 1024)
@@ -301,7 +349,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from deployments.app import build_app, build_realtime_app
+    from deployments.app import build_app, build_realtime_app, build_socketio_app
     from domain.auth import issue_token
     from storage import migrate
     from storage.database import normalise_url
@@ -320,19 +368,34 @@ def main() -> None:
                                   "num_replicas": args.replicas,
                                   "max_ongoing_requests": args.sockets // args.replicas + 100}),
               name="realtime", route_prefix="/realtime")
+    if args.endpoint != "plain":
+        serve.run(build_socketio_app({**app_args, "fanout_interval_s": args.fanout_interval,
+                                      "num_replicas": args.replicas,
+                                      "max_ongoing_requests": args.sockets // args.replicas + 100}),
+                  name="socketio", route_prefix="/socket.io")
     base = f"http://127.0.0.1:{port}"
     token = issue_token(1, "bench-watcher", "assistant", jwt_secret(work), 24 * 3600)  # identity only
     ws_url = f"ws://127.0.0.1:{port}/realtime?token={token}"
+    sio_url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
 
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
               "ray": ray.__version__, "ingress": args.ingress, "open_files_limit": limit,
               "env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
               "config": vars(args)}
-    report.update(asyncio.run(measure(ws_url, base, db_url, args)))
+    if args.endpoint == "plain":
+        report.update(asyncio.run(measure(ws_url, base, db_url, args)))
+    elif args.endpoint == "socketio":
+        report.update(asyncio.run(measure(sio_url, base, db_url, args, socketio=True, token=token)))
+    else:
+        report["plain"] = asyncio.run(measure(ws_url, base, db_url, args))
+        report["socketio"] = asyncio.run(measure(sio_url, base, db_url, args, socketio=True, token=token))
+        report["socketio_over_plain"] = ratios(report["plain"], report["socketio"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"ws_fanout-W{args.sockets}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
-    print(json.dumps({k: v for k, v in report.items() if k != "server_stats"}, indent=2, default=str))
+    shown = {k: ({kk: vv for kk, vv in v.items() if kk != "server_stats"} if isinstance(v, dict) else v)
+             for k, v in report.items() if k != "server_stats"}
+    print(json.dumps(shown, indent=2, default=str))
     print(f"written to {out}")
     serve.shutdown()
     ray.shutdown()
