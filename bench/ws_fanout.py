@@ -93,9 +93,7 @@ class Watcher:
         return [(c, a) for c, a in self.seen if c >= started]
 
     def _engine(self, text: str) -> None:
-        if text.startswith("0"):  # engine.io open: connect to the namespace with the token
-            self.socket.send_text("40/realtime," + json.dumps({"token": self.token}))
-        elif text.startswith("40/realtime,"):  # namespace connected: join the room
+        if text.startswith("40/realtime,"):  # namespace connected: join the room
             self.socket.send_text(SIO_PREFIX + json.dumps(["join-event-room", {"eventId": self.event_id}]))
         elif text == "2":  # engine.io ping → pong
             self.socket.send_text("3")
@@ -108,7 +106,9 @@ class Watcher:
         self.event_id = event_id
         try:
             self.socket = await connect(url, self.on_text, timeout=120)
-            if not self.socketio:  # Socket.IO joins once its namespace is connected (_engine)
+            if self.socketio:  # connect to the namespace; it joins once connected (_engine)
+                self.socket.send_text("40/realtime," + json.dumps({"token": self.token}))
+            else:
                 self.socket.send_text(json.dumps({"event": "join-event-room", "data": {"eventId": event_id}}))
             await asyncio.wait_for(self.joined.wait(), 120)
         except Exception as exc:  # reported as a failed socket, the run goes on
