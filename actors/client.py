@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import ActorDiedError, RayError
 
 from actors import NAMESPACE, category_actor_name
 from actors.category import TicketCategory
 from domain.errors import Unavailable
-from domain.inventory import Request
+from domain.inventory import Outcome, Refusal, Request, refuse
 from storage.database import make_engine
-from storage.events_store import category_exists
+from storage.events_store import category_exists, on_sale_categories
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
+WARM_AT_ONCE = 8  # actor processes started together when warming many categories
 REFRESH_ATTEMPTS = 12  # ~15 s of backoff: longer than an actor restart takes
-UNAVAILABLE = {"ok": False, "status": 503, "message": "Service temporarily unavailable, please retry",
-               "availableTickets": None}
-NOT_FOUND = {"ok": False, "status": 404, "message": "Ticket category not found", "availableTickets": None}
 
 Key = tuple[int, int]
 
@@ -58,9 +57,9 @@ class CategoryActors:
                 ).remote(self.db_url, event_id, category_id, self.tunables)
         return self.handles[key]
 
-    async def call(self, event_id: int, category_id: int, request: Request) -> dict:
+    async def call(self, event_id: int, category_id: int, request: Request) -> Outcome:
         if await self.handle(event_id, category_id) is None:
-            return dict(NOT_FOUND)
+            return refuse(Refusal.CATEGORY_NOT_FOUND)
         key = (event_id, category_id)
         future = asyncio.get_running_loop().create_future()
         queue = self.pending.setdefault(key, [])
@@ -84,8 +83,10 @@ class CategoryActors:
             if not isinstance(exc, RayError):
                 log.exception("unexpected failure calling category actor %s", key)
             else:
-                log.warning("category actor %s unavailable", key, exc_info=True)
-            results = [dict(UNAVAILABLE) for _ in queue]
+                log.warning("category actor %s unavailable: %s", key, exc)
+            if isinstance(exc, ActorDiedError):  # killed for good (not restarting): look it up afresh next time
+                self.handles.pop(key, None)
+            results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         finally:
             self.in_flight[key] -= 1
             if self.pending.get(key) and self.in_flight[key] < MAX_IN_FLIGHT:
@@ -93,6 +94,24 @@ class CategoryActors:
         for (_, future), result in zip(queue, results):
             if not future.done():
                 future.set_result(result)
+
+    async def warm(self, event_id: int, category_ids: list[int]) -> None:
+        """Create and load the actors of these categories now, so their first buyer does not wait for a
+        worker process to start and the category to load (the organizer's request pays instead)."""
+        handles = [await self.handle(event_id, c) for c in category_ids]
+        await asyncio.gather(*(h.figures.remote() for h in handles if h is not None))
+
+    async def warm_on_sale(self) -> int:
+        """Warm every category that is on sale (after a start or restart of the system)."""
+        keys = await on_sale_categories(self.engine, datetime.now(timezone.utc))
+        gate = asyncio.Semaphore(WARM_AT_ONCE)
+
+        async def one(event_id: int, category_id: int) -> None:
+            async with gate:
+                await self.warm(event_id, [category_id])
+
+        await asyncio.gather(*(one(*key) for key in keys))
+        return len(keys)
 
     async def figures(self, event_id: int, category_id: int) -> dict | None:
         handle = await self.handle(event_id, category_id, create=False)

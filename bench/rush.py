@@ -226,7 +226,7 @@ def rush_through_actor(db_url: str, event: int, category: int, users: list[int],
                 t = time.perf_counter()
                 result = await client.call(event, category, HoldRequest(user, 1))
                 latencies.append(time.perf_counter() - t)
-                if result["ok"]:
+                if result.ok:
                     granted += 1
                 else:
                     refused += 1
