@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -32,9 +34,28 @@ from pathlib import Path
 
 import httpx
 
-from bench.rush import RESULTS, database, oversell_report, wrk
+from bench.rush import RESULTS, database, free_port, oversell_report, parse_wrk, wrk
 
 COMMON_LUA = """
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local function now_us()
+  local ts = ffi.new("bench_timespec")
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC, shared by the threads
+  return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
+end
+-- A thread that has sent its share notes when its last answer came and tells the driver, which then
+-- stops wrk (wrk itself would wait for the whole -d duration).
+local function finish()
+  last_us = now_us()
+  local f = io.open(os.getenv("DONE_FILE"), "a")
+  f:write("done\n")
+  f:close()
+  wrk.thread:stop()
+end
 local threads = {}
 local thread_id = 0
 function setup(thread)
@@ -52,9 +73,15 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     for _, k in ipairs(KEYS) do sums[k] = (sums[k] or 0) + t:get(k) end
   end
+  local first, last = nil, 0
+  for _, t in ipairs(threads) do
+    local f, l = t:get("first_us"), t:get("last_us") or 0
+    if f and (first == nil or f < first) then first = f end
+    if l > last then last = l end
+  end
   local parts = {}
   for _, k in ipairs(KEYS) do parts[#parts + 1] = k .. "=" .. sums[k] end
-  io.write("RESULT " .. table.concat(parts, " ") .. " duration_us=" .. summary.duration .. "\\n")
+  io.write("RESULT " .. table.concat(parts, " ") .. " duration_us=" .. (last - (first or last)) .. "\\n")
 end
 """
 
@@ -68,6 +95,7 @@ function init(args)
   share = math.floor(TOTAL / NTHREADS)
 end
 function request()
+  first_us = first_us or now_us()
   local token = tokens[(counter % #tokens) + 1]
   counter = counter + NTHREADS
   return wrk.format("POST", "/api/orders",
@@ -76,7 +104,7 @@ end
 function response(status, headers, body)
   answered = answered + 1
   if status == 201 then created = created + 1 elseif status >= 500 then errors = errors + 1 else refused = refused + 1 end
-  if answered >= share then wrk.thread:stop() end
+  if answered == share then finish() end
 end
 """
 
@@ -98,6 +126,7 @@ function init(args)
   share = math.floor(TOTAL / NTHREADS)
 end
 function request()
+  first_us = first_us or now_us()
   local headers = {["Content-Type"] = "application/json"}
   if #pending > 0 then
     local p = table.remove(pending, 1)
@@ -114,7 +143,7 @@ function response(status, headers, body)
   if status == 201 then
     if string.find(body, '"totalPrice"', 1, true) then
       purchases = purchases + 1
-      if purchases >= share then wrk.thread:stop() end
+      if purchases == share then finish() end
     else
       holds = holds + 1
       local lock = string.match(body, '"lockId":"([^"]+)"')
@@ -173,6 +202,24 @@ def lua(work: Path, name: str, source: str, **constants) -> Path:
     return path
 
 
+def wrk_until_done(url: str, connections: int, script: Path, env: dict, *, limit_s: float = 300) -> dict:
+    """Run wrk with a script whose threads each send a fixed share and then write to DONE_FILE; stop
+    wrk when both have (SIGINT makes it print its summary) and parse it like bench.rush.wrk does."""
+    done = script.with_suffix(".done")
+    done.unlink(missing_ok=True)
+    cmd = ["wrk", "-s", str(script), "-t2", f"-c{connections}", f"-d{int(limit_s)}s", "--latency", url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env, "DONE_FILE": str(done)})
+    deadline = time.monotonic() + limit_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        if done.exists() and done.read_text().count("done") >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=60)
+    return parse_wrk(out)
+
+
 def rate(result: dict, key: str) -> float | None:
     if key in result and result.get("duration_us"):
         return round(result[key] / (result["duration_us"] / 1e6), 1)
@@ -185,7 +232,7 @@ def orders_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url: s
     tokens = write_tokens(work, name, buyers.make(orders + connections))
     script = lua(work, name, ORDERS_LUA, NTHREADS=2, TOTAL=orders,
                  BODY=json.dumps({"eventId": event, "categoryId": category, "quantity": 1}))
-    result = wrk(base + "/api/orders", 120, connections, str(script), {"TOKENS_FILE": str(tokens)})
+    result = wrk_until_done(base + "/api/orders", connections, script, {"TOKENS_FILE": str(tokens)})
     result.pop("raw", None)
     result.update(orders=orders, seats=seats, connections=connections,
                   answers_per_second=rate({**result, "answers": result.get("created", 0) + result.get("refused", 0)
@@ -200,7 +247,7 @@ def with_lock_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url
     tokens = write_tokens(work, "with_lock", buyers.make(purchases + 2 * connections), with_ids=True)
     script = lua(work, "with_lock", WITH_LOCK_LUA, NTHREADS=2, TOTAL=purchases, EVENT=event, CATEGORY=category,
                  HOLD_BODY=json.dumps({"eventId": event, "categoryId": category, "quantity": 1}))
-    result = wrk(base + "/api/holds", 120, connections, str(script), {"TOKENS_FILE": str(tokens)})
+    result = wrk_until_done(base + "/api/holds", connections, script, {"TOKENS_FILE": str(tokens)})
     result.pop("raw", None)
     result.update(connections=connections, purchases_per_second=rate(result, "purchases"),
                   oversell=oversell_report(db_url, category))
@@ -221,17 +268,21 @@ def first_call(base: str, buyers: Buyers, organizer: str, db_url: str) -> dict:
                 assert r.status_code == 201, r.text
         return out
 
-    report = {}
-    event, category = create_event(base, organizer, seats=1000)
-    times = timed(event, category, 21)
-    report["created_through_api"] = {"first_ms": times[0] * 1e3, "warm_median_ms": statistics.median(times[1:]) * 1e3}
-    event, category = category_behind_the_back(db_url, organizer_id(db_url, organizer))
-    times = timed(event, category, 21)
-    report["created_in_database_no_warm_up"] = {"first_ms": times[0] * 1e3,
-                                                "warm_median_ms": statistics.median(times[1:]) * 1e3}
-    for figures in report.values():
-        figures["first_over_warm"] = round(figures["first_ms"] / figures["warm_median_ms"], 2)
-    return report
+    def sample(make_category, events: int) -> dict:
+        firsts, warms = [], []
+        for _ in range(events):
+            times = timed(*make_category(), 11)
+            firsts.append(times[0])
+            warms.extend(times[1:])
+        first, warm = statistics.median(firsts) * 1e3, statistics.median(warms) * 1e3
+        return {"events": events, "first_ms_median": round(first, 2), "first_ms_max": round(max(firsts) * 1e3, 2),
+                "warm_ms_median": round(warm, 2), "first_over_warm": round(first / warm, 2)}
+
+    return {
+        "created_through_api": sample(lambda: create_event(base, organizer, seats=1000), 5),
+        "created_in_database_no_warm_up": sample(
+            lambda: category_behind_the_back(db_url, organizer_id(db_url, organizer)), 3),
+    }
 
 
 def organizer_id(db_url: str, token: str) -> int:
@@ -258,6 +309,10 @@ def run_system(ingress: str, work: Path, scenarios: list[str]) -> dict:
     if ingress == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        # HAProxy's stats and metrics listeners have fixed ports by default: free ones, so another
+        # system on this machine (a test run, say) does not stop this one from starting.
+        for name in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
+            os.environ.setdefault(name, str(free_port()))
     else:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
         os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)

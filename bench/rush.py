@@ -139,6 +139,11 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None, env
     if script:
         cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict:
+    """wrk's summary (with --latency) and a script's `RESULT k=v ...` line → a dict."""
     result: dict = {"raw": out}
     for line in out.splitlines():
         parts = line.split()
