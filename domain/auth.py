@@ -60,8 +60,8 @@ class PasswordHasher:
     def needs_update(self, password_hash: str) -> bool:
         """True when the hash was not made with exactly this hasher's scheme and parameters.
 
-        passlib's own check compares the type, version and memory but neither the time cost (unless
-        bounds are configured) nor the parallelism, so every parameter is compared here.
+        passlib's CryptContext policy covers this in the installed version (1.9); the explicit comparison
+        keeps it exact under passlib versions whose policy ignores the time cost or the parallelism.
         """
         if self._context.needs_update(password_hash):
             return True
