@@ -162,6 +162,7 @@ def child(args) -> None:
     from storage.embedded import start_embedded
     from ticketing import settings
 
+    load_before = os.getloadavg()
     ceiling = hashing_ceiling()
     work = Path(tempfile.mkdtemp(prefix="bench-logins-"))
     db_url = normalise_url(os.environ.get("DATABASE_URL") or start_embedded(work / "pgdata", stop_on_exit=True))
@@ -176,10 +177,12 @@ def child(args) -> None:
         result["settings"] = {"memory_kib": hashing.memory_kib, "time_cost": hashing.time_cost,
                               "parallelism": hashing.parallelism, "hash_threads": hashing.thread_count()}
         result["hashing_alone_before"] = ceiling
+        result["load_average_before"] = [round(x, 1) for x in load_before]
         result["stored_hash_parameters"] = stored_parameters(db_url, result.pop("usernames_prefix"))
     finally:
         serve.shutdown()
         ray.shutdown()
+    result["hashing_alone_after"] = hashing_ceiling()
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -230,7 +233,8 @@ def main() -> None:
         print(f"{name:>24}: {run['logins']['per_second']:7.1f} logins/s (p50 {run['logins']['p50_ms']} ms, "
               f"p99 {run['logins']['p99_ms']} ms)  {run['registrations']['per_second']:7.1f} registrations/s  "
               f"no-op {run['noop_get_api']['per_second']:7.1f} req/s  "
-              f"hashing alone {run.get('hashing_alone_before', {}).get('verifies_per_second')} verifies/s  hashes: {run.get('stored_hash_parameters')}"
+              f"hashing alone {run.get('hashing_alone_before', {}).get('verifies_per_second')}/"
+              f"{run.get('hashing_alone_after', {}).get('verifies_per_second')} verifies/s before/after  hashes: {run.get('stored_hash_parameters')}"
               f"  failures: {run['logins']['failures'] or run['registrations']['failures'] or 'none'}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"logins-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
