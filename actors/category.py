@@ -20,6 +20,7 @@ from actors.broadcaster import publish_snapshot
 from domain.inventory import CategoryInventory, Changes, Outcome, Refusal, Request, refuse
 from storage.database import make_engine
 from storage.inventory_store import CategoryMissing, StaleWrite, load_category, write_changes
+from ticketing import settings
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
@@ -48,14 +49,20 @@ class TicketCategory:
         self.configured = not ray.get_runtime_context().was_current_actor_reconstructed
         self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
+        self.idle_exit_s = settings.actor_idle_exit_seconds()
+        self.last_activity = time.monotonic()
+        self.retired = False
 
     # ---- public methods ----
-    async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[Outcome]:
+    async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[Outcome] | None:
         """Decide `requests` (in this order) and answer once the decisions are durable: one Outcome
         per request, granted or refused with a reason (the edge turns it into HTTP or a socket message).
+        None means this actor has retired without deciding anything: ask its successor.
 
         `tunables` are the caller's hold duration and per-order maximum; they are adopted only by an
         actor that restarted and has not been configured since."""
+        if self.retired:
+            return None
         arrived = time.perf_counter()
         if tunables is not None and not self.configured:
             await self.configure(tunables)
@@ -74,6 +81,8 @@ class TicketCategory:
         return answers
 
     async def figures(self) -> dict:
+        if self.retired:
+            return {"eventId": self.event_id, "categoryId": self.category_id, "retired": True}
         await self._ensure_running()
         if self.missing or self.inventory is None:
             return {"eventId": self.event_id, "categoryId": self.category_id, "missing": True}
@@ -89,6 +98,8 @@ class TicketCategory:
 
     async def refresh(self) -> dict:
         """Re-read event and category details (name, date, active) after the organizer changed them."""
+        if self.retired:  # nothing of this actor will sell again; its successor loads the new details
+            return {"retired": True}
         await self._ensure_running()
         done = asyncio.get_running_loop().create_future()
         self.queue.append((_Refresh(), done))
@@ -97,6 +108,7 @@ class TicketCategory:
 
     # ---- the loop ----
     async def _ensure_running(self) -> None:
+        self.last_activity = time.monotonic()
         if self.loop_task is None:
             self.wakeup = asyncio.Event()
             self.load_lock = asyncio.Lock()
@@ -143,6 +155,9 @@ class TicketCategory:
                     # exhaust PostgreSQL's connection limit; the next batch reconnects.
                     await self.engine.dispose()
                     idle_since = time.monotonic()
+                if self._may_retire():
+                    self._retire()
+                    return
             else:
                 idle_since = time.monotonic()
             self.wakeup.clear()
@@ -233,6 +248,19 @@ class TicketCategory:
                 future.set_result(outcome)
             outcomes.append(outcome)
         return outcomes
+
+    def _may_retire(self) -> bool:
+        """Idle long enough (TICKETING_ACTOR_IDLE_EXIT_SECONDS; never by default) with nothing to keep:
+        no request waiting and no active hold to expire. Its successor reloads from PostgreSQL."""
+        return (self.idle_exit_s > 0 and time.monotonic() - self.last_activity >= self.idle_exit_s
+                and not self.queue and (self.inventory is None or not self.inventory.holds))
+
+    def _retire(self) -> None:
+        # From here on every submit answers None (nothing decided), so callers go to a new actor; then
+        # the process ends and frees its memory. A call that meets the dead actor gets a clean 503.
+        self.retired = True
+        log.info("category %s idle for %.0f s: retiring", self.category_id, time.monotonic() - self.last_activity)
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _publish(self, changes: Changes) -> None:
         publish_snapshot(self.inventory.figures(), self._notices(changes))

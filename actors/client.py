@@ -23,6 +23,7 @@ from storage.events_store import category_exists, on_sale_categories
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
 WARM_AT_ONCE = 8  # actor processes started together when warming many categories
+RETIRED_RETRIES = 3  # successors asked when an actor answers that it has retired
 REFRESH_ATTEMPTS = 12  # ~15 s of backoff: longer than an actor restart takes
 
 Key = tuple[int, int]
@@ -75,8 +76,26 @@ class CategoryActors:
             asyncio.get_running_loop().create_task(self._send(key, queue))
 
     async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
+        requests = [request for request, _ in queue]
+        results: list[Outcome] | None = None
         try:
-            results = await self.handles[key].submit.remote([request for request, _ in queue], self.tunables)
+            for _ in range(RETIRED_RETRIES):
+                handle = await self.handle(*key)
+                if handle is None:  # deleted meanwhile
+                    results = [refuse(Refusal.CATEGORY_NOT_FOUND) for _ in queue]
+                    break
+                try:
+                    results = await handle.submit.remote(requests, self.tunables)
+                except ActorDiedError:
+                    # Gone for good, not restarting: in this system only an actor that retired (idle,
+                    # no hold, see TicketCategory._retire) is, and it decided nothing; its successor will.
+                    # (Operators stop a category actor with a plain ray.kill, which restarts it.)
+                    results = None
+                if results is not None:
+                    break
+                self._forget(key, handle)  # retired without deciding anything: its successor decides
+            if results is None:
+                results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         except Exception as exc:  # noqa: BLE001 - every caller must get an answer, never hang
             # The actor died mid-call (it restarts on its own). The outcome is unknown to us, so
             # the client must retry; holds and idempotency keys make retries safe.
@@ -84,8 +103,6 @@ class CategoryActors:
                 log.exception("unexpected failure calling category actor %s", key)
             else:
                 log.warning("category actor %s unavailable: %s", key, exc)
-            if isinstance(exc, ActorDiedError):  # killed for good (not restarting): look it up afresh next time
-                self.handles.pop(key, None)
             results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         finally:
             self.in_flight[key] -= 1
@@ -94,6 +111,10 @@ class CategoryActors:
         for (_, future), result in zip(queue, results):
             if not future.done():
                 future.set_result(result)
+
+    def _forget(self, key: Key, handle) -> None:
+        if self.handles.get(key) is handle:
+            del self.handles[key]
 
     async def warm(self, event_id: int, category_ids: list[int]) -> None:
         """Create and load the actors of these categories now, so their first buyer does not wait for a
@@ -124,13 +145,15 @@ class CategoryActors:
             if handle is not None:
                 await self._refresh_one(handle, (event_id, category_id))
 
-    @staticmethod
-    async def _refresh_one(handle, key: Key) -> None:
+    async def _refresh_one(self, handle, key: Key) -> None:
         # An actor that is restarting reloads from PostgreSQL anyway, but only an answered refresh
         # proves no instance still sells on stale details, so retry until one answers.
         for attempt in range(REFRESH_ATTEMPTS):
             try:
                 await handle.refresh.remote()
+                return
+            except ActorDiedError:  # retired or killed for good: its successor will load the new details
+                self._forget(key, handle)
                 return
             except RayError:
                 log.warning("refresh of category actor %s failed (attempt %d)", key, attempt + 1)

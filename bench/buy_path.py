@@ -52,7 +52,7 @@ end
 local function finish()
   last_us = now_us()
   local f = io.open(os.getenv("DONE_FILE"), "a")
-  f:write("done\n")
+  f:write("done\\n")
   f:close()
   wrk.thread:stop()
 end
@@ -81,6 +81,7 @@ function done(summary, latency, requests)
   end
   local parts = {}
   for _, k in ipairs(KEYS) do parts[#parts + 1] = k .. "=" .. sums[k] end
+  if last == 0 then last = first or 0 end  -- a thread that never finished: no duration
   io.write("RESULT " .. table.concat(parts, " ") .. " duration_us=" .. (last - (first or last)) .. "\\n")
 end
 """

@@ -279,11 +279,14 @@ def test_expiry_is_broadcast(realtime, http, event, db, database_url):
     import ray
 
     from actors import NAMESPACE, category_actor_name
+    from actors.category import TicketCategory
 
     event_id, general, _ = ids(event)
-    # The category's actor was started when the event was created: give it one-second holds.
-    actor = ray.get_actor(category_actor_name(event_id, general), namespace=NAMESPACE)
-    ray.get(actor.configure.remote({"hold_seconds": 1.0, "max_per_order": 10}))
+    # The category's actor (started when the event was created, or anew if it retired since): one-second holds.
+    short = {"hold_seconds": 1.0, "max_per_order": 10}
+    actor = TicketCategory.options(name=category_actor_name(event_id, general), namespace=NAMESPACE,
+                                   lifetime="detached", get_if_exists=True).remote(database_url, event_id, general, short)
+    ray.get(actor.configure.remote(short))
     with Client(realtime, register(http)["token"]) as watcher, Client(realtime, register(http)["token"]) as client:
         watcher.join(event_id)
         watcher.availability(general, lambda d: d["availableTickets"] == 10)

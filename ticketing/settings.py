@@ -64,6 +64,12 @@ class Tunables:
         )
 
 
+def actor_idle_exit_seconds() -> float:
+    """A category actor idle this long with no active hold ends its process (0: never, the default, so
+    categories on sale stay warm). For machines that hold many more categories than they sell at once."""
+    return float(os.environ.get("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "0"))
+
+
 def jwt_ttl_seconds() -> int:
     return int(os.environ.get("JWT_EXPIRES_SECONDS", "3600"))
 
