@@ -17,17 +17,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from actors import metrics
 from actors.broadcaster import publish_snapshot
-from domain.inventory import (
-    CategoryInventory,
-    Changes,
-    ConfirmRequest,
-    Outcome,
-    PurchaseRequest,
-    Request,
-)
-from domain.views import hold_view, new_order_view
+from domain.inventory import CategoryInventory, Changes, Outcome, Refusal, Request, refuse
 from storage.database import make_engine
 from storage.inventory_store import CategoryMissing, StaleWrite, load_category, write_changes
+from ticketing import settings
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
@@ -56,19 +49,26 @@ class TicketCategory:
         self.configured = not ray.get_runtime_context().was_current_actor_reconstructed
         self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
+        self.idle_exit_s = settings.actor_idle_exit_seconds()
+        self.last_activity = time.monotonic()
+        self.retired = False
 
     # ---- public methods ----
-    async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[dict]:
-        """Decide `requests` (in this order) and answer once the decisions are durable.
+    async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[Outcome] | None:
+        """Decide `requests` (in this order) and answer once the decisions are durable: one Outcome
+        per request, granted or refused with a reason (the edge turns it into HTTP or a socket message).
+        None means this actor has retired without deciding anything: ask its successor.
 
         `tunables` are the caller's hold duration and per-order maximum; they are adopted only by an
         actor that restarted and has not been configured since."""
+        if self.retired:
+            return None
         arrived = time.perf_counter()
         if tunables is not None and not self.configured:
             await self.configure(tunables)
         await self._ensure_running()
         if self.missing:
-            return [_refusal_view(404, "Ticket category not found") for _ in requests]
+            return [refuse(Refusal.CATEGORY_NOT_FOUND) for _ in requests]
         loop = asyncio.get_running_loop()
         futures = []
         for request in requests:
@@ -81,6 +81,8 @@ class TicketCategory:
         return answers
 
     async def figures(self) -> dict:
+        if self.retired:
+            return {"eventId": self.event_id, "categoryId": self.category_id, "retired": True}
         await self._ensure_running()
         if self.missing or self.inventory is None:
             return {"eventId": self.event_id, "categoryId": self.category_id, "missing": True}
@@ -96,6 +98,8 @@ class TicketCategory:
 
     async def refresh(self) -> dict:
         """Re-read event and category details (name, date, active) after the organizer changed them."""
+        if self.retired:  # nothing of this actor will sell again; its successor loads the new details
+            return {"retired": True}
         await self._ensure_running()
         done = asyncio.get_running_loop().create_future()
         self.queue.append((_Refresh(), done))
@@ -104,6 +108,7 @@ class TicketCategory:
 
     # ---- the loop ----
     async def _ensure_running(self) -> None:
+        self.last_activity = time.monotonic()
         if self.loop_task is None:
             self.wakeup = asyncio.Event()
             self.load_lock = asyncio.Lock()
@@ -150,6 +155,9 @@ class TicketCategory:
                     # exhaust PostgreSQL's connection limit; the next batch reconnects.
                     await self.engine.dispose()
                     idle_since = time.monotonic()
+                if self._may_retire():
+                    self._retire()
+                    return
             else:
                 idle_since = time.monotonic()
             self.wakeup.clear()
@@ -163,7 +171,7 @@ class TicketCategory:
                 self.inventory = None
                 for _, future in batch:
                     if not future.done():
-                        future.set_result(_refusal_view(503, "Service temporarily unavailable"))
+                        future.set_result(refuse(Refusal.UNAVAILABLE))
 
     async def _process(self, batch: list[tuple[Request, asyncio.Future]]) -> None:
         if not batch and self.inventory is None and not self.loaded_once:
@@ -172,7 +180,7 @@ class TicketCategory:
             await self._load()
             if self.inventory is None:
                 for _, future in batch:
-                    future.set_result(_refusal_view(404, "Ticket category not found"))
+                    future.set_result(refuse(Refusal.CATEGORY_NOT_FOUND))
                 return
         refreshes = [(r, f) for r, f in batch if isinstance(r, _Refresh)]
         batch = [(r, f) for r, f in batch if not isinstance(r, _Refresh)]
@@ -196,7 +204,7 @@ class TicketCategory:
             changes = Changes()  # already published per request
         for (request, future), outcome in zip(batch, outcomes):
             if not future.done():
-                future.set_result(self._view(request, outcome))
+                future.set_result(outcome)
         self.metrics.observe_batch(
             [(r, o) for (r, _), o in zip(batch, outcomes)], time.perf_counter() - started, self.inventory.figures()
         )
@@ -224,23 +232,35 @@ class TicketCategory:
                 await self._write(changes, now)
             except IntegrityError as exc:
                 duplicate_key = "one_order_per_idempotency_key" in str(exc.orig)
-                outcome = Outcome(ok=False, status=409, message="duplicate idempotency key" if duplicate_key
-                                  else "Request conflicts with the current state; try again")
+                outcome = refuse(Refusal.DUPLICATE_IDEMPOTENCY_KEY if duplicate_key else Refusal.CONFLICT)
                 changes = Changes()
                 await self._load()
             except (DBAPIError, StaleWrite):
                 # Outcome unknown to us (the connection may have died mid-commit): a clean 503, then the
                 # truth is reloaded; if that fails too, the loop answers the rest with 503.
-                outcome = Outcome(ok=False, status=503, message="Service temporarily unavailable")
+                outcome = refuse(Refusal.UNAVAILABLE)
                 changes = Changes()
-                future.set_result(self._view(request, outcome))
+                future.set_result(outcome)
                 await self._load()
             if changes:
                 self._publish(changes)
             if not future.done():  # answer at once: a later failure must not turn a commit into a 503
-                future.set_result(self._view(request, outcome))
+                future.set_result(outcome)
             outcomes.append(outcome)
         return outcomes
+
+    def _may_retire(self) -> bool:
+        """Idle long enough (TICKETING_ACTOR_IDLE_EXIT_SECONDS; never by default) with nothing to keep:
+        no request waiting and no active hold to expire. Its successor reloads from PostgreSQL."""
+        return (self.idle_exit_s > 0 and time.monotonic() - self.last_activity >= self.idle_exit_s
+                and not self.queue and (self.inventory is None or not self.inventory.holds))
+
+    def _retire(self) -> None:
+        # From here on every submit answers None (nothing decided), so callers go to a new actor; then
+        # the process ends and frees its memory. A call that meets the dead actor gets a clean 503.
+        self.retired = True
+        log.info("category %s idle for %.0f s: retiring", self.category_id, time.monotonic() - self.last_activity)
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _publish(self, changes: Changes) -> None:
         publish_snapshot(self.inventory.figures(), self._notices(changes))
@@ -260,22 +280,7 @@ class TicketCategory:
             }))
         return notices
 
-    # ---- answers ----
-    def _view(self, request: Request, outcome: Outcome) -> dict:
-        if not outcome.ok:
-            return _refusal_view(outcome.status, outcome.message, outcome.available)
-        view = {"ok": True, "status": outcome.status, "message": outcome.message,
-                "availableTickets": outcome.available, "released": outcome.released}
-        if outcome.hold is not None:
-            view["hold"] = hold_view(outcome.hold, self.event_id, self.category_id)
-        if outcome.order is not None and isinstance(request, (ConfirmRequest, PurchaseRequest)):
-            view["order"] = new_order_view(outcome.order, self.event_id, self.category_id)
-        return view
-
 
 class _Refresh:
     """Internal queue item: reload event/category details in order with the other requests."""
 
-
-def _refusal_view(status: int, message: str, available: int | None = None) -> dict:
-    return {"ok": False, "status": status, "message": message, "availableTickets": available}

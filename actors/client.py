@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import ActorDiedError, RayError
 
 from actors import NAMESPACE, category_actor_name
 from actors.category import TicketCategory
 from domain.errors import Unavailable
-from domain.inventory import Request
+from domain.inventory import Outcome, Refusal, Request, refuse
 from storage.database import make_engine
-from storage.events_store import category_exists
+from storage.events_store import category_exists, on_sale_categories
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
+WARM_AT_ONCE = 8  # actor processes started together when warming many categories
+RETIRED_RETRIES = 3  # successors asked when an actor answers that it has retired
 REFRESH_ATTEMPTS = 12  # ~15 s of backoff: longer than an actor restart takes
-UNAVAILABLE = {"ok": False, "status": 503, "message": "Service temporarily unavailable, please retry",
-               "availableTickets": None}
-NOT_FOUND = {"ok": False, "status": 404, "message": "Ticket category not found", "availableTickets": None}
 
 Key = tuple[int, int]
 
@@ -58,9 +58,9 @@ class CategoryActors:
                 ).remote(self.db_url, event_id, category_id, self.tunables)
         return self.handles[key]
 
-    async def call(self, event_id: int, category_id: int, request: Request) -> dict:
+    async def call(self, event_id: int, category_id: int, request: Request) -> Outcome:
         if await self.handle(event_id, category_id) is None:
-            return dict(NOT_FOUND)
+            return refuse(Refusal.CATEGORY_NOT_FOUND)
         key = (event_id, category_id)
         future = asyncio.get_running_loop().create_future()
         queue = self.pending.setdefault(key, [])
@@ -76,16 +76,34 @@ class CategoryActors:
             asyncio.get_running_loop().create_task(self._send(key, queue))
 
     async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
+        requests = [request for request, _ in queue]
+        results: list[Outcome] | None = None
         try:
-            results = await self.handles[key].submit.remote([request for request, _ in queue], self.tunables)
+            for _ in range(RETIRED_RETRIES):
+                handle = await self.handle(*key)
+                if handle is None:  # deleted meanwhile
+                    results = [refuse(Refusal.CATEGORY_NOT_FOUND) for _ in queue]
+                    break
+                try:
+                    results = await handle.submit.remote(requests, self.tunables)
+                except ActorDiedError:
+                    # Gone for good, not restarting: in this system only an actor that retired (idle,
+                    # no hold, see TicketCategory._retire) is, and it decided nothing; its successor will.
+                    # (Operators stop a category actor with a plain ray.kill, which restarts it.)
+                    results = None
+                if results is not None:
+                    break
+                self._forget(key, handle)  # retired without deciding anything: its successor decides
+            if results is None:
+                results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         except Exception as exc:  # noqa: BLE001 - every caller must get an answer, never hang
             # The actor died mid-call (it restarts on its own). The outcome is unknown to us, so
             # the client must retry; holds and idempotency keys make retries safe.
             if not isinstance(exc, RayError):
                 log.exception("unexpected failure calling category actor %s", key)
             else:
-                log.warning("category actor %s unavailable", key, exc_info=True)
-            results = [dict(UNAVAILABLE) for _ in queue]
+                log.warning("category actor %s unavailable: %s", key, exc)
+            results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         finally:
             self.in_flight[key] -= 1
             if self.pending.get(key) and self.in_flight[key] < MAX_IN_FLIGHT:
@@ -93,6 +111,28 @@ class CategoryActors:
         for (_, future), result in zip(queue, results):
             if not future.done():
                 future.set_result(result)
+
+    def _forget(self, key: Key, handle) -> None:
+        if self.handles.get(key) is handle:
+            del self.handles[key]
+
+    async def warm(self, event_id: int, category_ids: list[int]) -> None:
+        """Create and load the actors of these categories now, so their first buyer does not wait for a
+        worker process to start and the category to load (the organizer's request pays instead)."""
+        handles = [await self.handle(event_id, c) for c in category_ids]
+        await asyncio.gather(*(h.figures.remote() for h in handles if h is not None))
+
+    async def warm_on_sale(self) -> int:
+        """Warm every category that is on sale (after a start or restart of the system)."""
+        keys = await on_sale_categories(self.engine, datetime.now(timezone.utc))
+        gate = asyncio.Semaphore(WARM_AT_ONCE)
+
+        async def one(event_id: int, category_id: int) -> None:
+            async with gate:
+                await self.warm(event_id, [category_id])
+
+        await asyncio.gather(*(one(*key) for key in keys))
+        return len(keys)
 
     async def figures(self, event_id: int, category_id: int) -> dict | None:
         handle = await self.handle(event_id, category_id, create=False)
@@ -105,13 +145,15 @@ class CategoryActors:
             if handle is not None:
                 await self._refresh_one(handle, (event_id, category_id))
 
-    @staticmethod
-    async def _refresh_one(handle, key: Key) -> None:
+    async def _refresh_one(self, handle, key: Key) -> None:
         # An actor that is restarting reloads from PostgreSQL anyway, but only an answered refresh
         # proves no instance still sells on stale details, so retry until one answers.
         for attempt in range(REFRESH_ATTEMPTS):
             try:
                 await handle.refresh.remote()
+                return
+            except ActorDiedError:  # retired or killed for good: its successor will load the new details
+                self._forget(key, handle)
                 return
             except RayError:
                 log.warning("refresh of category actor %s failed (attempt %d)", key, attempt + 1)

@@ -139,6 +139,11 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None, env
     if script:
         cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict:
+    """wrk's summary (with --latency) and a script's `RESULT k=v ...` line → a dict."""
     result: dict = {"raw": out}
     for line in out.splitlines():
         parts = line.split()
@@ -226,7 +231,7 @@ def rush_through_actor(db_url: str, event: int, category: int, users: list[int],
                 t = time.perf_counter()
                 result = await client.call(event, category, HoldRequest(user, 1))
                 latencies.append(time.perf_counter() - t)
-                if result["ok"]:
+                if result.ok:
                     granted += 1
                 else:
                     refused += 1

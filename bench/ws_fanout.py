@@ -205,7 +205,7 @@ async def rush(db_url: str, event_id: int, category_id: int, users: list[int], i
             if rate:
                 await asyncio.sleep(max(0.0, start + issued / rate - time.perf_counter()))
             result = await client.call(event_id, category_id, make(user))
-            done["refused" if not result["ok"] else ("holds" if make is hold else "releases")] += 1
+            done["refused" if not result.ok else ("holds" if make is hold else "releases")] += 1
 
     def hold(user):
         return HoldRequest(user, 1)

@@ -9,10 +9,10 @@ from actors.client import CategoryActors
 from domain import events as rules
 from domain.auth import Principal
 from domain.errors import NotFound
-from domain.views import iso, money
+from deployments.views import event_view, category_view
 from storage import events_store
 from storage.database import health, make_engine
-from storage.models import Event, TicketCategory
+from storage.models import Event
 from ticketing.settings import Tunables
 
 # JSON field → column, for create and update bodies
@@ -24,37 +24,6 @@ EVENT_FIELDS = {
     "location": "location",
     "isActive": "is_active",
 }
-
-
-def category_view(c: TicketCategory) -> dict:
-    return {
-        "id": c.id,
-        "categoryName": c.name,
-        "price": money(c.price),
-        "totalSeats": c.total_seats,
-        "reservedSeats": c.sold_seats,
-        "heldSeats": c.held_seats,
-        "availableSeats": max(0, c.total_seats - c.sold_seats - c.held_seats),
-        "description": c.description,
-        "isActive": c.is_active,
-        "eventId": c.event_id,
-    }
-
-
-def event_view(e: Event) -> dict:
-    return {
-        "idEvent": e.id,
-        "eventName": e.name,
-        "eventCategory": e.category,
-        "description": e.description,
-        "eventDate": iso(e.event_date),
-        "location": e.location,
-        "isActive": e.is_active,
-        "createdBy": e.created_by,
-        "createdAt": iso(e.created_at),
-        "updatedAt": iso(e.updated_at),
-        "ticketCategories": [category_view(c) for c in e.ticket_categories],
-    }
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)

@@ -1,11 +1,14 @@
 """The HTTP ingress: routes under /api, CORS, the JWT guard and error mapping.
 
 Each route validates its input, proves who is calling, and hands over to the service that owns the
-work (auth, users, events, orders) through a deployment handle. Holds, the hot path of a rush, go
-straight to the category actors (one hop fewer), coalesced per category by `CategoryActors`.
+work (auth, users, events, order reads) through a deployment handle. Every seat change (holds, orders,
+cancellations, releases) goes from this replica straight to the category actors through `SeatDesk`:
+one hop, coalesced per category.
 """
 # No `from __future__ import annotations` here: Serve's class-based FastAPI view needs real annotations.
+import asyncio
 import logging
+from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -19,7 +22,6 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actors.client import CategoryActors
 from deployments.schemas import (
     EventCreateBody,
     EventUpdateBody,
@@ -30,9 +32,10 @@ from deployments.schemas import (
     RegisterBody,
     ReleaseBody,
 )
+from deployments.seats import SeatDesk
 from domain.auth import Principal, token_from_header, verify_token
+from domain.events import on_sale_categories
 from domain.errors import ApiError, error_body
-from domain.inventory import HoldRequest
 from ticketing import settings
 from ticketing.settings import Tunables
 
@@ -205,7 +208,7 @@ class Gateway:
     def __init__(self, auth, users, events, orders, db_url: str, data_dir: str) -> None:
         self.auth, self.users, self.events, self.orders = auth, users, events, orders
         app.state.jwt_secret = settings.jwt_secret(FilePath(data_dir))
-        self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
+        self.seats = SeatDesk(db_url, vars(Tunables.from_env()))
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins(),
@@ -213,9 +216,26 @@ class Gateway:
             allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
             allow_headers=["Content-Type", "Authorization", "Accept", "Idempotency-Key"],
         )
+        # After a (re)start, categories on sale get their actors up before buyers arrive.
+        self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
+
+    async def _warm_on_sale(self) -> None:
+        try:
+            count = await self.seats.categories.warm_on_sale()
+            log.info("warmed the actors of %d categories on sale", count)
+        except Exception:  # warming is an optimisation: a cold category still works
+            log.warning("warming the category actors failed", exc_info=True)
+
+    async def _warm(self, event: dict) -> dict:
+        """Create and load the actors of an event's categories on sale, so no buyer pays for it."""
+        try:
+            await self.seats.categories.warm(event["idEvent"], on_sale_categories(event, datetime.now(timezone.utc)))
+        except Exception:
+            log.warning("warming the category actors of event %s failed", event["idEvent"], exc_info=True)
+        return event
 
     async def reconfigure(self, config: dict) -> None:
-        await self.categories.configure(Tunables.from_env().merged(config).__dict__)
+        await self.seats.categories.configure(Tunables.from_env().merged(config).__dict__)
 
     # -- misc --
     @app.get("/api", tags=["misc"])
@@ -251,7 +271,7 @@ class Gateway:
     # -- events (fixed paths before /{id}) --
     @app.post("/api/events", status_code=201, tags=["events"])
     async def create_event(self, body: EventCreateBody, caller: Caller) -> dict:
-        return await call(self.events.create.remote(caller, body.model_dump()))
+        return await self._warm(await call(self.events.create.remote(caller, body.model_dump())))
 
     @app.get("/api/events", tags=["events"])
     async def list_events(self) -> list[dict]:
@@ -273,7 +293,7 @@ class Gateway:
     @app.post("/api/events/tickets/release", status_code=201, tags=["holds"])
     async def release(self, body: ReleaseBody, caller: Caller) -> dict:
         """Seed route: releases the caller's own hold in the category, never anyone else's seats."""
-        return await call(self.orders.release_in_category.remote(caller, body.categoryId, body.eventId))
+        return await self.seats.release_in_category(caller, body.categoryId, body.eventId)
 
     @app.get("/api/events/{event_id}", tags=["events"])
     async def get_event(self, event_id: EventId, viewer: MaybeCaller) -> dict:
@@ -281,7 +301,8 @@ class Gateway:
 
     @app.put("/api/events/{event_id}", tags=["events"])
     async def update_event(self, event_id: EventId, body: EventUpdateBody, caller: Caller) -> dict:
-        return await call(self.events.update.remote(caller, event_id, body.model_dump(exclude_unset=True)))
+        return await self._warm(
+            await call(self.events.update.remote(caller, event_id, body.model_dump(exclude_unset=True))))
 
     @app.delete("/api/events/{event_id}", tags=["events"])
     async def delete_event(self, event_id: EventId, caller: Caller) -> bool:
@@ -294,10 +315,7 @@ class Gateway:
     # -- holds --
     @app.post("/api/holds", status_code=201, tags=["holds"])
     async def create_hold(self, body: HoldBody, caller: Caller) -> dict:
-        result = await self.categories.call(body.eventId, body.categoryId, HoldRequest(caller.user_id, body.quantity))
-        if not result["ok"]:
-            raise ApiError(result["message"], result["status"])
-        return {**result["hold"], "availableTickets": result["availableTickets"]}
+        return await self.seats.hold(caller, body.eventId, body.categoryId, body.quantity)
 
     @app.get("/api/holds", tags=["holds"])
     async def my_holds(self, caller: Caller) -> list[dict]:
@@ -305,7 +323,7 @@ class Gateway:
 
     @app.delete("/api/holds/{lock_id}", tags=["holds"])
     async def release_hold(self, lock_id: str, caller: Caller) -> dict:
-        return await call(self.orders.release_hold.remote(caller, lock_id))
+        return await self.seats.release_hold(caller, lock_id)
 
     # -- orders (fixed paths before /{id}) --
     @app.post("/api/orders", status_code=201, tags=["orders"])
@@ -313,14 +331,14 @@ class Gateway:
         self, body: OrderBody, caller: Caller,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict:
-        return await call(self.orders.create.remote(caller, body.model_dump(), idempotency_key))
+        return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
     async def create_order_with_lock(
         self, body: OrderWithLockBody, caller: Caller,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict:
-        return await call(self.orders.create.remote(caller, body.model_dump(), idempotency_key))
+        return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     @app.get("/api/orders", tags=["orders"])
     async def my_orders(self, caller: Caller) -> list[dict]:
@@ -340,5 +358,5 @@ class Gateway:
 
     @app.post("/api/orders/{order_id}/cancel", status_code=201, tags=["orders"])
     async def cancel_order(self, order_id: OrderId, caller: Caller) -> dict:
-        return await call(self.orders.cancel.remote(caller, order_id))
+        return await self.seats.cancel(caller, order_id)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
-from deployments.orders import hold_row_view
 from deployments.realtime_hub import TOO_SLOW, Encoder, Hub, Sender, Session, replies
 from deployments.realtime_metrics import RealtimeMetrics
+from deployments.views import hold_row_view, lock_response, unlock_response
 from domain import events as event_rules
 from domain import realtime as proto
 from domain.auth import Principal, verify_token
@@ -185,19 +185,20 @@ class RealtimeCore:
 
     async def _lock(self, session: Session, data: dict) -> None:
         event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
-        request = HoldRequest(session.user_id, proto.quantity(data), session.id)
+        quantity = proto.quantity(data)
+        request = HoldRequest(session.user_id, quantity, session.id)
         # Noted before the call: if the socket goes away meanwhile, its clean-up still releases the hold.
         key, had = (event_id, category_id), (event_id, category_id) in session.held
         session.held.add(key)
         try:
-            result = await self.categories.call(event_id, category_id, request)
+            outcome = await self.categories.call(event_id, category_id, request)
         except Exception:  # refused before reaching the actor (no such category...): nothing to release
             if not had:
                 session.held.discard(key)
             raise
-        if not result["ok"] and not had:
+        if not outcome.ok and not had:
             session.held.discard(key)
-        session.send("lock-tickets-response", proto.lock_response(result))
+        session.send("lock-tickets-response", lock_response(outcome, event_id, category_id, quantity))
 
     async def _unlock(self, session: Session, data: dict) -> None:
         event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
@@ -206,8 +207,8 @@ class RealtimeCore:
             hold_id = uuid.UUID(raw) if raw else None
         except ValueError:
             raise proto.ProtocolError("No tickets found to unlock", 404) from None
-        result = await self.categories.call(event_id, category_id, ReleaseRequest(session.user_id, hold_id))
-        session.send("unlock-tickets-response", proto.unlock_response(result))
+        outcome = await self.categories.call(event_id, category_id, ReleaseRequest(session.user_id, hold_id))
+        session.send("unlock-tickets-response", unlock_response(outcome, event_id))
 
     async def _my_locks(self, session: Session, data: dict) -> None:
         rows = await orders_store.active_holds(self.engine, session.user_id)

@@ -3,34 +3,103 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cache
 
 import jwt
 from passlib.context import CryptContext
+from passlib.hash import argon2 as _argon2
 
 from domain.errors import Unauthorized
 
 ROLES = ("assistant", "organizer")
 MAX_USER_ID = 2**31 - 1
-_passwords = CryptContext(schemes=["argon2"], deprecated="auto")
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    """argon2id cost parameters. Defaults: OWASP's recommended minimum (m = 19 MiB, t = 2, p = 1)."""
+
+    memory_kib: int = 19456
+    time_cost: int = 2
+    parallelism: int = 1
+
+    def __post_init__(self) -> None:
+        if self.time_cost < 1 or self.parallelism < 1:
+            raise ValueError("argon2 time cost and parallelism must be at least 1")
+        if self.memory_kib < 8 * self.parallelism:
+            raise ValueError("argon2 memory must be at least 8 KiB per lane (8 x parallelism)")
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords with argon2id at the given parameters.
+
+    Built from parameters passed in (the deployment reads them from `ticketing.settings`); the domain
+    never reads the environment. Thread-safe: argon2-cffi releases the GIL while hashing, so calls from
+    several threads use several cores.
+    """
+
+    def __init__(self, params: Argon2Params | None = None) -> None:
+        self.params = params or Argon2Params()
+        self._context = CryptContext(
+            schemes=["argon2"], deprecated="auto",
+            argon2__type="ID",
+            argon2__memory_cost=self.params.memory_kib,
+            argon2__rounds=self.params.time_cost,
+            argon2__parallelism=self.params.parallelism,
+        )
+        # Verifying against this when the user does not exist keeps login time the same either way: it
+        # is made here, with the same parameters as every new hash, so it costs what a real verify costs.
+        self._dummy_hash = self.hash("not-a-real-password")
+
+    def hash(self, password: str) -> str:
+        return self._context.hash(password)
+
+    def verify(self, password: str, password_hash: str) -> bool:
+        return self._context.verify(password, password_hash)
+
+    def needs_update(self, password_hash: str) -> bool:
+        """True when the hash was not made with exactly this hasher's scheme and parameters.
+
+        passlib's CryptContext policy covers this in the installed version (1.9); the explicit comparison
+        keeps it exact under passlib versions whose policy ignores the time cost or the parallelism.
+        """
+        if self._context.needs_update(password_hash):
+            return True
+        parsed = _argon2.from_string(password_hash)
+        return (parsed.type, parsed.memory_cost, parsed.rounds, parsed.parallelism) != (
+            "id", self.params.memory_kib, self.params.time_cost, self.params.parallelism)
+
+    def verify_or_burn(self, password: str, password_hash: str | None) -> bool:
+        """Verify; an unknown user (`password_hash` None) costs one verify at the same parameters too."""
+        if password_hash is None:
+            self._context.verify(password, self._dummy_hash)
+            return False
+        return self.verify(password, password_hash)
+
+    def verify_and_update(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
+        """(valid, new hash or None): a new hash is made only for a valid password whose stored hash was
+        made with other parameters, so that the caller can store it (upgrade at login)."""
+        if not self.verify_or_burn(password, password_hash):
+            return False, None
+        return True, (self.hash(password) if self.needs_update(password_hash) else None)
+
+
+@cache
+def default_hasher() -> PasswordHasher:
+    """A hasher at the default parameters, for tools and tests (the AuthService builds its own)."""
+    return PasswordHasher()
 
 
 def hash_password(password: str) -> str:
-    return _passwords.hash(password)
+    return default_hasher().hash(password)
 
 
 def verify_password(password: str, password_hash: str) -> bool:
-    return _passwords.verify(password, password_hash)
-
-
-# Verifying against this when the user does not exist keeps login time the same either way.
-_DUMMY_HASH = hash_password("not-a-real-password")
+    return default_hasher().verify(password, password_hash)
 
 
 def verify_or_burn(password: str, password_hash: str | None) -> bool:
-    if password_hash is None:
-        _passwords.verify(password, _DUMMY_HASH)
-        return False
-    return verify_password(password, password_hash)
+    return default_hasher().verify_or_burn(password, password_hash)
 
 
 @dataclass(frozen=True)

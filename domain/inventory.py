@@ -7,6 +7,7 @@ only then answers. If that write fails, the actor reloads the inventory from Pos
 """
 from __future__ import annotations
 
+import enum
 import heapq
 import uuid
 from dataclasses import dataclass, field
@@ -129,25 +130,47 @@ class Changes:
         return bool(self.new_holds or self.hold_status or self.new_orders or self.cancelled_orders)
 
 
+class Refusal(enum.Enum):
+    """Why a category said no. The edge (HTTP, WebSocket) turns each into a status and a message."""
+
+    CATEGORY_NOT_FOUND = "category_not_found"
+    OFF_SALE = "off_sale"  # event or category deactivated or deleted
+    EVENT_PAST = "event_past"
+    BAD_QUANTITY = "bad_quantity"  # outside 1..limit
+    ALREADY_HOLDING = "already_holding"
+    NOT_ENOUGH_TO_HOLD = "not_enough_to_hold"
+    NOT_ENOUGH_TO_BUY = "not_enough_to_buy"
+    NO_HOLD_TO_RELEASE = "no_hold_to_release"
+    INVALID_HOLD = "invalid_hold"  # unknown, someone else's, expired or already closed
+    QUANTITY_MISMATCH = "quantity_mismatch"  # an order's quantity differs from its hold's (limit)
+    NOT_CANCELLABLE = "not_cancellable"
+    NOT_YOUR_ORDER = "not_your_order"
+    DUPLICATE_IDEMPOTENCY_KEY = "duplicate_idempotency_key"
+    CONFLICT = "conflict"  # the database refused a write the rules allowed; retrying may succeed
+    UNAVAILABLE = "unavailable"  # outcome unknown (actor restarting, database down): retry
+
+
 @dataclass
 class Outcome:
-    ok: bool
-    status: int = 200
-    message: str = ""
+    """A category's answer to one request: granted (refusal is None) or refused, as plain data."""
+
+    refusal: Refusal | None = None
     hold: ActiveHold | None = None
     order: NewOrder | None = None
     released: int = 0  # seats released
     available: int | None = None
+    limit: int | None = None  # the bound a refused quantity broke: max per order, or the hold's size
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
 
 
-def refuse(status: int, message: str, available: int | None = None) -> Outcome:
-    return Outcome(ok=False, status=status, message=message, available=available)
+def refuse(refusal: Refusal, available: int | None = None, limit: int | None = None) -> Outcome:
+    return Outcome(refusal=refusal, available=available, limit=limit)
 
 
 # ---- the rules -------------------------------------------------------------------------------------
-
-INVALID_LOCK = "Ticket lock has expired or is invalid"
-
 
 class CategoryInventory:
     def __init__(
@@ -220,11 +243,11 @@ class CategoryInventory:
     # -- checks shared by holds and purchases --
     def _sale_refusal(self, quantity: object, now: datetime) -> Outcome | None:
         if not self.info.event_active or not self.info.category_active:
-            return refuse(404, f"Event with ID {self.info.event_id} not found")
+            return refuse(Refusal.OFF_SALE)
         if self.info.event_date <= now:
-            return refuse(400, f"Event with ID {self.info.event_id} has already taken place")
+            return refuse(Refusal.EVENT_PAST)
         if type(quantity) is not int or not 1 <= quantity <= self.max_per_order:
-            return refuse(400, f"quantity must be an integer between 1 and {self.max_per_order}")
+            return refuse(Refusal.BAD_QUANTITY, limit=self.max_per_order)
         return None
 
     def _close_hold(self, hold: ActiveHold, status: str) -> None:
@@ -242,9 +265,9 @@ class CategoryInventory:
         if refusal:
             return refusal
         if req.user_id in self.hold_of_user:
-            return refuse(409, "You already have tickets locked for this category", self.available)
+            return refuse(Refusal.ALREADY_HOLDING, self.available)
         if req.quantity > self.available:
-            return refuse(400, f"Only {self.available} tickets available", self.available)
+            return refuse(Refusal.NOT_ENOUGH_TO_HOLD, self.available)
         hold = ActiveHold(
             id=uuid.uuid4(),
             user_id=req.user_id,
@@ -258,7 +281,7 @@ class CategoryInventory:
         self.held += hold.quantity
         heapq.heappush(self._expiry_heap, (hold.expires_at, hold.id))
         self.changes.new_holds[hold.id] = (hold, "active")
-        return Outcome(ok=True, status=201, hold=hold, available=self.available)
+        return Outcome(hold=hold, available=self.available)
 
     def release(self, req: ReleaseRequest, now: datetime) -> Outcome:
         if req.hold_id is None:
@@ -266,16 +289,15 @@ class CategoryInventory:
         else:
             hold = self.holds.get(req.hold_id)
         if hold is None or hold.user_id != req.user_id:
-            return refuse(404, "No tickets found to unlock", self.available)
+            return refuse(Refusal.NO_HOLD_TO_RELEASE, self.available)
         self._close_hold(hold, "released")
-        return Outcome(ok=True, message="Tickets unlocked successfully", released=hold.quantity,
-                       hold=hold, available=self.available)
+        return Outcome(released=hold.quantity, hold=hold, available=self.available)
 
     def release_session(self, req: ReleaseSessionRequest, now: datetime) -> Outcome:
         mine = [h for h in self.holds.values() if h.session_id == req.session_id]
         for hold in mine:
             self._close_hold(hold, "released")
-        return Outcome(ok=True, released=sum(h.quantity for h in mine), available=self.available)
+        return Outcome(released=sum(h.quantity for h in mine), available=self.available)
 
     def expire_due(self, now: datetime) -> int:
         """Expire every hold whose time is up; returns the number of seats set free."""
@@ -306,36 +328,35 @@ class CategoryInventory:
     def confirm(self, req: ConfirmRequest, now: datetime) -> Outcome:
         hold = self.holds.get(req.hold_id)
         if hold is None or hold.user_id != req.user_id:
-            return refuse(400, INVALID_LOCK)
+            return refuse(Refusal.INVALID_HOLD)
         if hold.expires_at <= now:
             self._close_hold(hold, "expired")
-            return refuse(400, INVALID_LOCK)
+            return refuse(Refusal.INVALID_HOLD)
         refusal = self._sale_refusal(hold.quantity, now)
         if refusal:
             return refusal
         if req.quantity is not None and req.quantity != hold.quantity:
-            return refuse(400, f"quantity {req.quantity} does not match the ticket lock ({hold.quantity})")
+            return refuse(Refusal.QUANTITY_MISMATCH, limit=hold.quantity)
         self._close_hold(hold, "confirmed")
         order = self._new_order(req.user_id, hold.quantity, req.notes, hold.id, req.idempotency_key)
-        return Outcome(ok=True, status=201, order=order, available=self.available)
+        return Outcome(order=order, available=self.available)
 
     def purchase(self, req: PurchaseRequest, now: datetime) -> Outcome:
         refusal = self._sale_refusal(req.quantity, now)
         if refusal:
             return refusal
         if req.quantity > self.available:
-            return refuse(400, f"Not enough tickets available. Only {self.available} tickets left",
-                          self.available)
+            return refuse(Refusal.NOT_ENOUGH_TO_BUY, self.available)
         order = self._new_order(req.user_id, req.quantity, req.notes, None, req.idempotency_key)
-        return Outcome(ok=True, status=201, order=order, available=self.available)
+        return Outcome(order=order, available=self.available)
 
     def cancel(self, req: CancelRequest, now: datetime) -> Outcome:
         order = self.orders.get(req.order_id)
         if order is None:
-            return refuse(400, "Only confirmed orders can be cancelled")
+            return refuse(Refusal.NOT_CANCELLABLE)
         if order.user_id != req.user_id:
-            return refuse(403, "You can only cancel your own orders")
+            return refuse(Refusal.NOT_YOUR_ORDER)
         del self.orders[order.id]
         self.sold -= order.quantity
         self.changes.cancelled_orders.append(order)
-        return Outcome(ok=True, released=order.quantity, available=self.available)
+        return Outcome(released=order.quantity, available=self.available)

@@ -140,29 +140,6 @@ def db_figures(event_id: int, category_id: int, total: int, sold: int, held: int
     }
 
 
-def lock_response(result: dict) -> dict:
-    """A category actor's answer to a hold → `lock-tickets-response`."""
-    if not result["ok"]:
-        return refusal(result["message"], result["status"], result.get("availableTickets"))
-    hold = result["hold"]
-    return {
-        "success": True,
-        "lockId": hold["lockId"],
-        "eventId": hold["eventId"],
-        "categoryId": hold["categoryId"],
-        "quantity": hold["quantity"],
-        "expiresAt": hold["expiresAt"],
-        "availableTickets": result["availableTickets"],
-    }
-
-
-def unlock_response(result: dict) -> dict:
-    if not result["ok"]:
-        return refusal(result["message"], result["status"], result.get("availableTickets"))
-    return {"success": True, "message": result["message"] or "Tickets unlocked successfully",
-            "released": result.get("released", 0), "availableTickets": result["availableTickets"]}
-
-
 def refusal(text: str, status: int, available: int | None = None) -> dict:
     body = {"success": False, "message": text, "statusCode": status}
     if available is not None:

@@ -1,7 +1,7 @@
 """Users table access."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +27,18 @@ async def create_user(engine: AsyncEngine, username: str, password_hash: str, ro
             raise UsernameTaken(username) from exc
     user.id, user.created_at = row
     return user
+
+
+async def update_password_hash(engine: AsyncEngine, user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Replace a user's password hash, only if it is still `old_hash` (a concurrent change wins).
+    True if the row was updated."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(User.__table__)
+            .where(User.id == user_id, User.password_hash == old_hash)
+            .values(password_hash=new_hash)
+        )
+    return result.rowcount == 1
 
 
 async def find_by_username(engine: AsyncEngine, username: str) -> User | None:

@@ -15,6 +15,9 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Every event the tests create gets its category actors at once (about 80 MB each): idle ones with no
+# active hold end after 20 s so a session of hundreds of events fits in memory (production default: never).
+os.environ.setdefault("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "20")
 
 
 def free_port() -> int:

@@ -122,10 +122,23 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.1):
 
 
 def make_past(db, event_id: int) -> None:
-    """Move an event into the past directly in the database."""
+    """Move an event into the past directly in the database, and tell its category actors (which were
+    loaded when the event was created), as an edit through the API would."""
+    import ray
+
+    from actors import NAMESPACE, category_actor_name
+
     with db.begin() as conn:
         conn.execute(text("UPDATE events SET event_date = :d WHERE id = :e"),
                      {"d": datetime.now(timezone.utc) - timedelta(days=1), "e": event_id})
+        categories = conn.execute(text("SELECT id FROM ticket_categories WHERE event_id = :e"),
+                                  {"e": event_id}).scalars().all()
+    for category_id in categories:
+        try:
+            actor = ray.get_actor(category_actor_name(event_id, category_id), namespace=NAMESPACE)
+        except ValueError:
+            continue
+        ray.get(actor.refresh.remote())
 
 
 def many_buyers(db, jwt_secret: str, n: int, role: str = "assistant") -> list[dict]:

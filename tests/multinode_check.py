@@ -68,9 +68,9 @@ def buyers_on_this_node(db_url: str, event_id: int, category_ids: list[int], use
         holds = await asyncio.gather(*(client.call(event_id, c, HoldRequest(u, q)) for u, c, q, _ in plan))
         follow_ups = []
         for (user, category, quantity, dice), hold in zip(plan, holds):
-            if not hold["ok"]:
+            if not hold.ok:
                 continue
-            lock = uuid.UUID(hold["hold"]["lockId"])
+            lock = hold.hold.id
             request = ConfirmRequest(user, lock, quantity) if dice < 0.6 else ReleaseRequest(user, lock)
             follow_ups.append((category, request))
         results = await asyncio.gather(*(client.call(event_id, c, r) for c, r in follow_ups))
@@ -83,14 +83,14 @@ def buyers_on_this_node(db_url: str, event_id: int, category_ids: list[int], use
             default_node = await handle.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id())
         sold = {c: 0 for c in category_ids}
         for (category, request), result in list(zip(follow_ups, results)) + list(zip(walk_ups, purchases)):
-            if result["ok"] and "order" in result:
-                sold[category] += result["order"]["quantity"]
+            if result.ok and result.order is not None:
+                sold[category] += result.order.quantity
         return {
             "node": ray.get_runtime_context().get_node_id(),
-            "holdsGranted": sum(1 for h in holds if h["ok"]),
-            "holdsRefused": sum(1 for h in holds if not h["ok"]),
-            "refusalStatuses": sorted({h["status"] for h in holds if not h["ok"]} |
-                                      {p["status"] for p in purchases if not p["ok"]}),
+            "holdsGranted": sum(1 for h in holds if h.ok),
+            "holdsRefused": sum(1 for h in holds if not h.ok),
+            "refusals": sorted({h.refusal.value for h in holds if not h.ok} |
+                               {p.refusal.value for p in purchases if not p.ok}),
             "soldByCategory": {str(c): n for c, n in sold.items()},
             "defaultPlacement": default_node,
         }

@@ -274,16 +274,58 @@ def test_a_restarted_actor_takes_the_callers_settings_not_its_stale_creation_arg
     from actors.category import TicketCategory
 
     cat = new_category(http, seats=5)
-    created = TicketCategory.options(
-        name=category_actor_name(cat["event"], cat["category"]), namespace=NAMESPACE,
-        lifetime="detached", get_if_exists=True,
-    ).remote(database_url, cat["event"], cat["category"], {"hold_seconds": 5, "max_per_order": 10})
+    # The gateway created the actor with its own settings when the category was created; replace it by
+    # one created with other ("stale") arguments, as an older deployment would have left behind.
+    ray.kill(actor(cat), no_restart=True)
+    name = category_actor_name(cat["event"], cat["category"])
+
+    def gone() -> bool:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return True
+        return False
+
+    wait_until(gone, timeout=60, interval=0.1)
+    created = TicketCategory.options(name=name, namespace=NAMESPACE, lifetime="detached").remote(
+        database_url, cat["event"], cat["category"], {"hold_seconds": 5, "max_per_order": 10})
     ray.get(created.figures.remote())
 
     def held_for(user) -> float:
-        hold = http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=user["headers"]).json()
+        r = http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=user["headers"])
+        if r.status_code == 503:  # the gateway still had the killed actor's handle: it looks it up again
+            r = http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=user["headers"])
+        hold = r.json()
         return (datetime.fromisoformat(hold["expiresAt"]) - datetime.fromisoformat(hold["createdAt"])).total_seconds()
 
     assert held_for(person()) == 5  # creation arguments are authoritative while the actor lives
     kill_and_wait(cat)
     assert held_for(person()) == 300  # after the restart: the gateway's settings (serve_config default)
+
+
+def test_an_idle_actor_without_holds_retires_and_its_successor_sells(http, db):
+    """The test session sets TICKETING_ACTOR_IDLE_EXIT_SECONDS=20: an idle category actor with no active
+    hold ends its process; one with a hold stays (it must expire the hold); the next buyer is served."""
+    idle, holding = new_category(http, seats=5), new_category(http, seats=5)
+    holder = person()
+    assert http.post("/api/holds", json={**holding["body"], "quantity": 2},
+                     headers=holder["headers"]).status_code == 201
+    holding_pid = actor_pid(holding)
+
+    def retired() -> bool:
+        try:
+            actor(idle)
+        except ValueError:
+            return True
+        return False
+
+    wait_until(retired, timeout=90, interval=1)
+    assert actor_pid(holding) == holding_pid  # still the same process: it has a hold to keep
+    r = http.post("/api/orders", json={**idle["body"], "quantity": 1}, headers=person()["headers"])
+    assert r.status_code == 201, r.text
+    assert actor(idle) is not None  # a successor was created for the buyer
+    r = http.post("/api/orders/with-lock", json={**holding["body"], "quantity": 2, "lockId": http.get(
+        "/api/holds", headers=holder["headers"]).json()[0]["lockId"]}, headers=holder["headers"])
+    assert r.status_code == 201, r.text
+    assert_consistent(db, http, idle["event"], idle["category"])
+    assert_consistent(db, http, holding["event"], holding["category"])

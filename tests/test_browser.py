@@ -1,7 +1,8 @@
 """The live page in a real browser: Debian's headless Chromium driven by Playwright.
 
 A user logs in on /live, picks an event, holds seats (a countdown appears), sees another buyer's
-purchase (made over HTTP) change the count live, and buys with the hold.
+purchase (made over HTTP) change the count live, and buys with the hold. The page's layout holds on a
+desktop window and on a phone, with names long enough to stretch it.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 WAIT_MS = 30_000
+# Screenshots of the layout test go to this folder when it is set (to look at them).
+SCREENSHOTS = os.environ.get("LIVE_SCREENSHOTS")
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
 
@@ -97,3 +100,71 @@ def test_live_page_refuses_a_bad_login(browser, server, realtime):
         expect(page.get_by_test_id("ws-status")).to_have_text("offline")
     finally:
         page.close()
+
+
+# Every element whose box reaches past the viewport's left or right edge, and the document's widths.
+OVERFLOW_JS = """() => {
+  const width = document.documentElement.clientWidth;
+  const outside = [];
+  for (const node of document.body.querySelectorAll("*")) {
+    const r = node.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.left < -0.5 || r.right > width + 0.5) {
+      const name = `${node.tagName.toLowerCase()}#${node.id}.${node.className}`;
+      outside.push(`${name}: ${Math.round(r.left)}..${Math.round(r.right)}`);
+    }
+  }
+  return { scrollWidth: document.documentElement.scrollWidth, clientWidth: width, innerWidth: window.innerWidth,
+           outside };
+}"""
+
+LONG_NAME = ("The Extraordinarily Long Annual Midsummer Open-Air Festival of Symphonic, Choral and Chamber Music "
+             "with Guest Orchestras from Seven Countries, Late-Night Encores and a Fireworks Finale over the River "
+             "— Opening Night")
+LONG_WORD = "Wolfeschlegelsteinhausenbergerdorffvortschaferswessenschafewarenwohlgepflegeundsorgfaltigkeit"
+
+
+@pytest.mark.parametrize("width,height,mobile", [(1280, 800, False), (390, 844, True)], ids=["desktop", "phone"])
+def test_live_page_layout_holds_with_long_names(browser, server, realtime, http, width, height, mobile):
+    """A long event name (and long category and place names) must not stretch the page past the window."""
+    from playwright.sync_api import expect
+
+    org = register(http, "organizer")
+    event = create_event(http, org, seats=10, eventName=f"{LONG_NAME} {LONG_WORD}"[:255],
+                         location=f"Riverside Amphitheatre, {LONG_WORD}",
+                         ticketCategories=[{"categoryName": f"Standing {LONG_WORD}"[:100], "price": "50.00",
+                                            "totalSeats": 10}])
+    event_id, category_id = event["idEvent"], event["ticketCategories"][0]["id"]
+    buyer = register(http)
+
+    context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=mobile, has_touch=mobile)
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/live")
+        page.fill("#username", buyer["username"])
+        page.fill("#password", buyer["password"])
+        page.click("#login")
+        expect(page.get_by_test_id("ws-status")).to_have_text("live", timeout=WAIT_MS)
+        picker = page.get_by_test_id("event-select")
+        picker.select_option(str(event_id))
+        expect(page.get_by_test_id(f"available-{category_id}")).to_have_text("10", timeout=WAIT_MS)
+        assert_fits(page, width)
+
+        # With a hold, the holds card shows the long category name too.
+        page.get_by_test_id(f"hold-{category_id}").click()
+        expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^\d\d:\d\d$"), timeout=WAIT_MS)
+        if SCREENSHOTS:
+            page.screenshot(path=os.path.join(SCREENSHOTS, f"live-{width}x{height}.png"), full_page=True)
+        assert_fits(page, width)
+    finally:
+        context.close()
+
+
+def assert_fits(page, width: int) -> None:
+    """Nothing reaches past the window's edges, there is no horizontal scroll, and the picker is inside."""
+    layout = page.evaluate(OVERFLOW_JS)
+    assert layout["clientWidth"] == width, layout
+    assert layout["scrollWidth"] <= width, layout
+    assert layout["outside"] == [], layout
+    box = page.get_by_test_id("event-select").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box

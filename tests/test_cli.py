@@ -98,7 +98,7 @@ def test_serve_dry_run_prints_the_config_it_would_run(tmp_path):
     app = next(a for a in config["applications"] if a["name"] == "ticketing")
     assert app["args"]["data_dir"] == str(tmp_path)
     assert {d["name"] for d in app["deployments"] if d.get("user_config", {}).get("hold_seconds") == 42} == {
-        "Gateway", "OrdersService"}
+        "Gateway"}
     assert not (tmp_path / "pgdata").exists()  # a dry run starts nothing
 
 

@@ -88,7 +88,7 @@ def test_user_config_goes_to_reconfigure_with_known_tunables(serve_config, built
     with_user_config = {(app["name"], d["name"]): d["user_config"]
                         for app in serve_config["applications"] for d in app.get("deployments", [])
                         if "user_config" in d}
-    assert {("ticketing", "Gateway"), ("ticketing", "OrdersService")} <= set(with_user_config)
+    assert ("ticketing", "Gateway") in with_user_config
     for (app, name), user_config in with_user_config.items():
         assert hasattr(built_deployments[app][name].func_or_class, "reconfigure"), name
         assert set(user_config) <= known, (name, user_config)
@@ -120,7 +120,7 @@ def test_local_overrides_keep_the_schema_valid():
     assert app["args"]["data_dir"] == "/tmp/x"
     hold = {d["name"]: d["user_config"]["hold_seconds"] for a in config["applications"]
             for d in a.get("deployments", []) if "user_config" in d}
-    assert set(hold.values()) == {7} and {"Gateway", "OrdersService"} <= set(hold)
+    assert set(hold.values()) == {7} and "Gateway" in hold
     # The file itself is untouched.
     assert ticketing_app(load("serve_config.yaml"))["deployments"][0]["user_config"]["hold_seconds"] == 300
 

@@ -294,7 +294,7 @@ def past_category(http, db) -> dict:
         event = r.json()
     else:
         cat = new_category(http, seats=5)
-        make_past(db, cat["event"])  # before any request, so the category actor loads the past date
+        make_past(db, cat["event"])
         return cat
     c = event["ticketCategories"][0]
     return {"org": org, "event": event["idEvent"], "category": c["id"],

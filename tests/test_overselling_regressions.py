@@ -312,7 +312,7 @@ def test_s8_10_deleted_event(http, db):
 
 def test_s8_10_past_event(http, db):
     cat = new_category(http, seats=5)
-    make_past(db, cat["event"])  # before any request: the category actor loads the past date
+    make_past(db, cat["event"])
     buyer = person()
     assert order(http, cat, buyer, 1).status_code == 400
     assert hold(http, cat, buyer, 1).status_code == 400

@@ -276,14 +276,17 @@ def test_http_hold_purchase_and_cancel_update_the_room(realtime, http, event):
 
 
 def test_expiry_is_broadcast(realtime, http, event, db, database_url):
+    import ray
+
     from actors import NAMESPACE, category_actor_name
     from actors.category import TicketCategory
 
     event_id, general, _ = ids(event)
-    # This test's category gets its actor first, with one-second holds.
-    TicketCategory.options(name=category_actor_name(event_id, general), namespace=NAMESPACE,
-                           lifetime="detached", get_if_exists=True
-                           ).remote(database_url, event_id, general, {"hold_seconds": 1.0, "max_per_order": 10})
+    # The category's actor (started when the event was created, or anew if it retired since): one-second holds.
+    short = {"hold_seconds": 1.0, "max_per_order": 10}
+    actor = TicketCategory.options(name=category_actor_name(event_id, general), namespace=NAMESPACE,
+                                   lifetime="detached", get_if_exists=True).remote(database_url, event_id, general, short)
+    ray.get(actor.configure.remote(short))
     with Client(realtime, register(http)["token"]) as watcher, Client(realtime, register(http)["token"]) as client:
         watcher.join(event_id)
         watcher.availability(general, lambda d: d["availableTickets"] == 10)

@@ -64,6 +64,12 @@ class Tunables:
         )
 
 
+def actor_idle_exit_seconds() -> float:
+    """A category actor idle this long with no active hold ends its process (0: never, the default, so
+    categories on sale stay warm). For machines that hold many more categories than they sell at once."""
+    return float(os.environ.get("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "0"))
+
+
 def jwt_ttl_seconds() -> int:
     return int(os.environ.get("JWT_EXPIRES_SECONDS", "3600"))
 
@@ -71,3 +77,38 @@ def jwt_ttl_seconds() -> int:
 def cors_origins() -> list[str]:
     raw = os.environ.get("TICKETING_CORS_ORIGINS", DEFAULT_CORS_ORIGINS)
     return [o.strip() for o in raw.split(",") if o.strip()]
+
+
+@dataclass(frozen=True)
+class PasswordHashing:
+    """argon2id cost of new password hashes, and how many threads of an AuthService replica hash at once.
+
+    Defaults: OWASP's recommended minimum for argon2id (m = 19 MiB, t = 2, p = 1). Stored hashes made
+    with other parameters are re-hashed at the user's next successful login.
+    """
+
+    memory_kib: int = 19456
+    time_cost: int = 2
+    parallelism: int = 1
+    threads: int = 0  # 0: one per core of the machine
+
+    @classmethod
+    def from_env(cls) -> PasswordHashing:
+        return cls(
+            memory_kib=int(os.environ.get("TICKETING_ARGON2_MEMORY_KIB", cls.memory_kib)),
+            time_cost=int(os.environ.get("TICKETING_ARGON2_TIME_COST", cls.time_cost)),
+            parallelism=int(os.environ.get("TICKETING_ARGON2_PARALLELISM", cls.parallelism)),
+            threads=int(os.environ.get("TICKETING_HASH_THREADS", cls.threads)),
+        )
+
+    def thread_count(self) -> int:
+        if self.threads > 0:
+            return self.threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+
+
+def password_hashing() -> PasswordHashing:
+    return PasswordHashing.from_env()

@@ -58,17 +58,6 @@ def test_db_figures_never_go_negative():
     assert proto.db_figures(1, 2, 5, 4, 3, True)["availableSeats"] == 0
 
 
-def test_lock_response_shapes():
-    granted = {"ok": True, "status": 201, "message": "", "availableTickets": 7, "hold": {
-        "lockId": "abc", "eventId": 1, "categoryId": 2, "quantity": 3, "expiresAt": "2030-01-01T00:00:00Z"}}
-    assert proto.lock_response(granted) == {"success": True, "lockId": "abc", "eventId": 1, "categoryId": 2,
-                                            "quantity": 3, "expiresAt": "2030-01-01T00:00:00Z",
-                                            "availableTickets": 7}
-    refused = {"ok": False, "status": 400, "message": "Only 2 tickets available", "availableTickets": 2}
-    assert proto.lock_response(refused) == {"success": False, "message": "Only 2 tickets available",
-                                            "statusCode": 400, "availableTickets": 2}
-
-
 def test_message_is_compact_json():
     assert json.loads(proto.message("heartbeat-response", {"timestamp": "t"})) == {
         "event": "heartbeat-response", "data": {"timestamp": "t"}}

@@ -1,0 +1,381 @@
+"""Buy-path benchmark: the routes buyers really call, on the system as `ticketing serve` starts it
+(serve_config.yaml through ticketing.local), with the no-op ceiling `GET /api` measured in the same run.
+
+    python -m bench.buy_path                       # HAProxy ingress (what `ticketing serve` uses)
+    python -m bench.buy_path --also-default-proxy  # then the orders rush again on Serve's own proxy
+
+Each scenario uses a fresh event created through `POST /api/events` right before its clock starts (no
+warm-up request: the first buyer counts), buyers inserted straight into the database with tokens
+signed by the server's secret (logins are measured on their own by bench/logins.py), and wrk as the
+load generator (C, two threads: not the bottleneck at these rates). Scenarios:
+
+  noop        GET /api, 64 connections: the ceiling of one request through ingress and gateway
+  orders      POST /api/orders, 4,000 orders for 1,000 seats, 64 connections
+  with_lock   POST /api/holds then POST /api/orders/with-lock, one buyer each, 64 connections
+  overload    POST /api/orders, 10,000 orders for 1,000 seats, 1,000 connections
+  first_call  the first POST /api/orders of a fresh category against the median of the next 20
+              (sequential), and the same for a category created behind the system's back (no warm-up)
+
+and the oversell check of every category afterwards. Writes bench/results/buy_path-<time>.json.
+Needs `wrk` (Debian package).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+from bench.rush import RESULTS, database, free_port, oversell_report, parse_wrk, wrk
+
+COMMON_LUA = """
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local function now_us()
+  local ts = ffi.new("bench_timespec")
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC, shared by the threads
+  return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
+end
+-- A thread that has sent its share notes when its last answer came and tells the driver, which then
+-- stops wrk (wrk itself would wait for the whole -d duration).
+local function finish()
+  last_us = now_us()
+  local f = io.open(os.getenv("DONE_FILE"), "a")
+  f:write("done\\n")
+  f:close()
+  wrk.thread:stop()
+end
+local threads = {}
+local thread_id = 0
+function setup(thread)
+  thread:set("id", thread_id)
+  thread_id = thread_id + 1
+  table.insert(threads, thread)
+end
+local function lines(path)
+  local out = {}
+  for line in io.lines(path) do out[#out + 1] = line end
+  return out
+end
+function done(summary, latency, requests)
+  local sums = {}
+  for _, t in ipairs(threads) do
+    for _, k in ipairs(KEYS) do sums[k] = (sums[k] or 0) + t:get(k) end
+  end
+  local first, last = nil, 0
+  for _, t in ipairs(threads) do
+    local f, l = t:get("first_us"), t:get("last_us") or 0
+    if f and (first == nil or f < first) then first = f end
+    if l > last then last = l end
+  end
+  local parts = {}
+  for _, k in ipairs(KEYS) do parts[#parts + 1] = k .. "=" .. sums[k] end
+  if last == 0 then last = first or 0 end  -- a thread that never finished: no duration
+  io.write("RESULT " .. table.concat(parts, " ") .. " duration_us=" .. (last - (first or last)) .. "\\n")
+end
+"""
+
+# Each thread sends its share of TOTAL requests, one buyer each, then stops.
+ORDERS_LUA = COMMON_LUA + """
+KEYS = {"created", "refused", "errors"}
+local tokens = lines(os.getenv("TOKENS_FILE"))
+function init(args)
+  counter = id
+  answered, created, refused, errors = 0, 0, 0, 0
+  share = math.floor(TOTAL / NTHREADS)
+end
+function request()
+  first_us = first_us or now_us()
+  local token = tokens[(counter % #tokens) + 1]
+  counter = counter + NTHREADS
+  return wrk.format("POST", "/api/orders",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, BODY)
+end
+function response(status, headers, body)
+  answered = answered + 1
+  if status == 201 then created = created + 1 elseif status >= 500 then errors = errors + 1 else refused = refused + 1 end
+  if answered == share then finish() end
+end
+"""
+
+# A buyer holds, and as soon as the hold is granted the same buyer orders with it (the next request
+# of that thread goes to a pending purchase before a new buyer's hold).
+WITH_LOCK_LUA = COMMON_LUA + """
+KEYS = {"holds", "purchases", "refused", "errors"}
+local users = {}
+local token_of = {}
+for _, line in ipairs(lines(os.getenv("TOKENS_FILE"))) do
+  local uid, token = string.match(line, "(%d+) (.+)")
+  users[#users + 1] = token
+  token_of[uid] = token
+end
+function init(args)
+  counter = id
+  pending = {}
+  holds, purchases, refused, errors = 0, 0, 0, 0
+  share = math.floor(TOTAL / NTHREADS)
+end
+function request()
+  first_us = first_us or now_us()
+  local headers = {["Content-Type"] = "application/json"}
+  if #pending > 0 then
+    local p = table.remove(pending, 1)
+    headers["Authorization"] = "Bearer " .. p[1]
+    return wrk.format("POST", "/api/orders/with-lock", headers,
+      string.format('{"eventId":%d,"categoryId":%d,"quantity":1,"lockId":"%s"}', EVENT, CATEGORY, p[2]))
+  end
+  local token = users[(counter % #users) + 1]
+  counter = counter + NTHREADS
+  headers["Authorization"] = "Bearer " .. token
+  return wrk.format("POST", "/api/holds", headers, HOLD_BODY)
+end
+function response(status, headers, body)
+  if status == 201 then
+    if string.find(body, '"totalPrice"', 1, true) then
+      purchases = purchases + 1
+      if purchases == share then finish() end
+    else
+      holds = holds + 1
+      local lock = string.match(body, '"lockId":"([^"]+)"')
+      local uid = string.match(body, '"userId":(%d+)')
+      table.insert(pending, {token_of[uid], lock})
+    end
+  elseif status >= 500 then errors = errors + 1 else refused = refused + 1 end
+end
+"""
+
+
+class Buyers:
+    """Users inserted straight into the database, with tokens signed by the server's secret."""
+
+    def __init__(self, db_url: str, secret: str) -> None:
+        self.db_url, self.secret = db_url, secret
+
+    def make(self, n: int, role: str = "assistant") -> list[tuple[int, str]]:
+        from sqlalchemy import text
+
+        from domain.auth import issue_token
+
+        stamp = time.time_ns()
+        with database(self.db_url) as conn:
+            ids = conn.execute(
+                text("INSERT INTO users (username, password_hash, role) "
+                     "SELECT 'bp_' || :stamp || '_' || g, 'not-a-hash', CAST(:role AS user_role) "
+                     "FROM generate_series(1, :n) g RETURNING id"),
+                {"stamp": str(stamp), "n": n, "role": role},
+            ).scalars().all()
+        return [(i, issue_token(i, f"bp_{i}", role, self.secret, 3600)) for i in ids]
+
+
+def create_event(base: str, organizer_token: str, seats: int) -> tuple[int, int]:
+    """A fresh event with one category, through the API as an organizer creates it."""
+    body = {"eventName": f"Bench on-sale {time.time_ns()}", "eventCategory": "bench",
+            "eventDate": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat(), "location": "Arena",
+            "ticketCategories": [{"categoryName": "Floor", "price": "10.00", "totalSeats": seats}]}
+    r = httpx.post(base + "/api/events", json=body, headers={"Authorization": "Bearer " + organizer_token},
+                   timeout=120)
+    r.raise_for_status()
+    event = r.json()
+    return event["idEvent"], event["ticketCategories"][0]["id"]
+
+
+def write_tokens(work: Path, name: str, buyers: list[tuple[int, str]], with_ids: bool = False) -> Path:
+    path = work / f"{name}.tokens"
+    path.write_text("\n".join(f"{u} {t}" if with_ids else t for u, t in buyers))
+    return path
+
+
+def lua(work: Path, name: str, source: str, **constants) -> Path:
+    path = work / f"{name}.lua"
+    head = "".join(f"{k} = {json.dumps(v)}\n" for k, v in constants.items())
+    path.write_text(head + source)
+    return path
+
+
+def wrk_until_done(url: str, connections: int, script: Path, env: dict, *, limit_s: float = 300) -> dict:
+    """Run wrk with a script whose threads each send a fixed share and then write to DONE_FILE; stop
+    wrk when both have (SIGINT makes it print its summary) and parse it like bench.rush.wrk does."""
+    done = script.with_suffix(".done")
+    done.unlink(missing_ok=True)
+    cmd = ["wrk", "-s", str(script), "-t2", f"-c{connections}", f"-d{int(limit_s)}s", "--latency", url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env, "DONE_FILE": str(done)})
+    deadline = time.monotonic() + limit_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        if done.exists() and done.read_text().count("done") >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=60)
+    return parse_wrk(out)
+
+
+def rate(result: dict, key: str) -> float | None:
+    if key in result and result.get("duration_us"):
+        return round(result[key] / (result["duration_us"] / 1e6), 1)
+    return None
+
+
+def orders_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url: str, *, name: str, orders: int,
+                seats: int, connections: int) -> dict:
+    event, category = create_event(base, organizer, seats)
+    tokens = write_tokens(work, name, buyers.make(orders + connections))
+    script = lua(work, name, ORDERS_LUA, NTHREADS=2, TOTAL=orders,
+                 BODY=json.dumps({"eventId": event, "categoryId": category, "quantity": 1}))
+    result = wrk_until_done(base + "/api/orders", connections, script, {"TOKENS_FILE": str(tokens)})
+    result.pop("raw", None)
+    result.update(orders=orders, seats=seats, connections=connections,
+                  answers_per_second=rate({**result, "answers": result.get("created", 0) + result.get("refused", 0)
+                                           + result.get("errors", 0)}, "answers"),
+                  orders_per_second=rate(result, "created"), oversell=oversell_report(db_url, category))
+    return result
+
+
+def with_lock_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url: str, *, purchases: int,
+                   connections: int) -> dict:
+    event, category = create_event(base, organizer, seats=purchases * 2)
+    tokens = write_tokens(work, "with_lock", buyers.make(purchases + 2 * connections), with_ids=True)
+    script = lua(work, "with_lock", WITH_LOCK_LUA, NTHREADS=2, TOTAL=purchases, EVENT=event, CATEGORY=category,
+                 HOLD_BODY=json.dumps({"eventId": event, "categoryId": category, "quantity": 1}))
+    result = wrk_until_done(base + "/api/holds", connections, script, {"TOKENS_FILE": str(tokens)})
+    result.pop("raw", None)
+    result.update(connections=connections, purchases_per_second=rate(result, "purchases"),
+                  oversell=oversell_report(db_url, category))
+    return result
+
+
+def first_call(base: str, buyers: Buyers, organizer: str, db_url: str) -> dict:
+    """First request of a fresh category vs. the warm ones after it (sequential, one client)."""
+
+    def timed(event: int, category: int, n: int) -> list[float]:
+        out = []
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for _, token in buyers.make(n):
+                t = time.perf_counter()
+                r = client.post("/api/orders", json={"eventId": event, "categoryId": category, "quantity": 1},
+                                headers={"Authorization": "Bearer " + token})
+                out.append(time.perf_counter() - t)
+                assert r.status_code == 201, r.text
+        return out
+
+    def sample(make_category, events: int) -> dict:
+        firsts, warms = [], []
+        for _ in range(events):
+            times = timed(*make_category(), 11)
+            firsts.append(times[0])
+            warms.extend(times[1:])
+        first, warm = statistics.median(firsts) * 1e3, statistics.median(warms) * 1e3
+        return {"events": events, "first_ms_median": round(first, 2), "first_ms_max": round(max(firsts) * 1e3, 2),
+                "warm_ms_median": round(warm, 2), "first_over_warm": round(first / warm, 2)}
+
+    return {
+        "created_through_api": sample(lambda: create_event(base, organizer, seats=1000), 5),
+        "created_in_database_no_warm_up": sample(
+            lambda: category_behind_the_back(db_url, organizer_id(db_url, organizer)), 3),
+    }
+
+
+def organizer_id(db_url: str, token: str) -> int:
+    import jwt
+
+    return int(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+def category_behind_the_back(db_url: str, organizer: int) -> tuple[int, int]:
+    """An event inserted with SQL: no API call, so no actor is warmed (what every category was before)."""
+    from sqlalchemy import text
+
+    with database(db_url) as conn:
+        event = conn.execute(
+            text("INSERT INTO events (name, category, event_date, created_by) VALUES ('Cold', 'bench', :d, :o) "
+                 "RETURNING id"), {"d": datetime.now(timezone.utc) + timedelta(days=30), "o": organizer}).scalar()
+        category = conn.execute(
+            text("INSERT INTO ticket_categories (event_id, name, price, total_seats) VALUES (:e, 'Floor', 10, 1000) "
+                 "RETURNING id"), {"e": event}).scalar()
+    return event, category
+
+
+def run_system(ingress: str, work: Path, scenarios: list[str]) -> dict:
+    if ingress == "haproxy":
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        # HAProxy's stats and metrics listeners have fixed ports by default: free ones, so another
+        # system on this machine (a test run, say) does not stop this one from starting.
+        for name in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
+            os.environ.setdefault(name, str(free_port()))
+    else:
+        os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+        os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
+    from ticketing import settings
+    from ticketing.local import start_local
+
+    system = start_local(data_dir=work / ingress, num_cpus=2, dashboard=False)
+    try:
+        base, db_url = system.url, system.database_url
+        buyers = Buyers(db_url, settings.jwt_secret(system.data_dir))
+        _, organizer = buyers.make(1, role="organizer")[0]
+        report: dict = {"ingress": ingress}
+        print(f"[{ingress}] no-op ceiling ...", flush=True)
+        wrk(base + "/api", 2, 64)  # the proxy's own warm-up; no category is involved
+        report["noop"] = wrk(base + "/api", 10, 64)
+        report["noop"].pop("raw", None)
+        if "first_call" in scenarios:
+            print(f"[{ingress}] first call of a fresh category ...", flush=True)
+            report["first_call"] = first_call(base, buyers, organizer, db_url)
+        if "orders" in scenarios:
+            print(f"[{ingress}] POST /api/orders, 4,000 for 1,000 seats, c64 ...", flush=True)
+            report["orders"] = orders_rush(base, work, buyers, organizer, db_url, name="orders", orders=4000,
+                                           seats=1000, connections=64)
+        if "with_lock" in scenarios:
+            print(f"[{ingress}] hold + with-lock, c64 ...", flush=True)
+            report["with_lock"] = with_lock_rush(base, work, buyers, organizer, db_url, purchases=4000,
+                                                 connections=64)
+        if "overload" in scenarios:
+            print(f"[{ingress}] overload: 10,000 orders for 1,000 seats, c1000 ...", flush=True)
+            report["overload"] = orders_rush(base, work, buyers, organizer, db_url, name="overload", orders=10000,
+                                             seats=1000, connections=1000)
+        noop = report["noop"].get("per_second")
+        if noop:
+            report["ratios_to_noop"] = {
+                key: round(report[key][field] / noop, 3)
+                for key, field in (("orders", "orders_per_second"), ("with_lock", "purchases_per_second"),
+                                   ("overload", "answers_per_second"))
+                if key in report and report[key].get(field)}
+        return report
+    finally:
+        system.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--also-default-proxy", action="store_true",
+                        help="then the orders rush again on Serve's own proxy (`serve run serve_config.yaml`)")
+    parser.add_argument("--scenarios", default="first_call,orders,with_lock,overload")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    work = Path(tempfile.mkdtemp(prefix="ticketing-buy-path-"))
+    scenarios = args.scenarios.split(",")
+    report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
+              "haproxy": run_system("haproxy", work, scenarios)}
+    if args.also_default_proxy:
+        report["default_proxy"] = run_system("default", work, ["orders"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"buy_path-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps(report, indent=2, default=str))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Logins benchmark: register + login through HTTP at 32 concurrent clients.
+
+    python bench/logins.py                       # starts the system (as the tests do) once per setting:
+                                                 # the current default parameters, then the old baseline
+    python bench/logins.py --configs default     # only the defaults
+    python bench/logins.py --ingress haproxy     # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    python bench/logins.py --url http://127.0.0.1:8000   # a running system, at whatever it is configured with
+
+For each setting: `--users` users register (`POST /api/auth/register`, registrations/s), then each logs in
+`--rounds` times (`POST /api/auth/login`, logins/s), `--clients` requests in flight throughout, and the
+no-op `GET /api` at the same concurrency for the ceiling of the path. No warm-up before the clock.
+When it starts the system, each setting runs in its own child process with its own Ray cluster, embedded
+PostgreSQL and Serve application, the argon2 parameters given through the settings' environment
+variables (TICKETING_ARGON2_*), and the parameters of the stored hashes are read back from the database
+(parameters only; no password or hash is written to the results).
+Writes bench/results/logins-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+
+CONFIGS = {
+    # name: argon2 settings (env); "default" sets nothing, so it measures the code's defaults
+    "default": {},
+    "baseline-m64MiB-t3-p4": {"TICKETING_ARGON2_MEMORY_KIB": "65536", "TICKETING_ARGON2_TIME_COST": "3",
+                              "TICKETING_ARGON2_PARALLELISM": "4"},
+}
+PASSWORD = "bench-Login-pass-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+# ---- the load --------------------------------------------------------------------------------------
+
+
+async def phase(client, clients: int, requests: list, expect: int) -> dict:
+    """Send `requests` ((method, path, json) tuples) with `clients` in flight; count answers != expect."""
+    import httpx
+
+    queue = list(reversed(requests))
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+
+    async def worker() -> None:
+        while queue:
+            method, path, body = queue.pop()
+            t = time.perf_counter()
+            try:
+                r = await client.request(method, path, json=body)
+                status = str(r.status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            latencies.append(time.perf_counter() - t)
+            if status != str(expect):
+                failures[status] = failures.get(status, 0) + 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - start
+    return {"per_second": round(len(latencies) / elapsed, 1), "requests": len(latencies),
+            "seconds": round(elapsed, 2), "failures": failures,
+            "p50_ms": round(percentile(latencies, 50) * 1e3, 1), "p99_ms": round(percentile(latencies, 99) * 1e3, 1)}
+
+
+async def drive(url: str, clients: int, users: int, rounds: int, noop_requests: int) -> dict:
+    import httpx
+
+    stamp = uuid.uuid4().hex[:8]
+    names = [f"bench_login_{stamp}_{i}" for i in range(users)]
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        register = await phase(client, clients, [
+            ("POST", "/api/auth/register", {"username": n, "password": PASSWORD}) for n in names], 201)
+        login = await phase(client, clients, [
+            ("POST", "/api/auth/login", {"username": n, "password": PASSWORD})
+            for _ in range(rounds) for n in names], 201)
+        noop = await phase(client, clients, [("GET", "/api", None)] * noop_requests, 200)
+    return {"registrations": register, "logins": login, "noop_get_api": noop, "usernames_prefix": f"bench_login_{stamp}_"}
+
+
+# ---- one setting, in its own system ------------------------------------------------------------------
+
+
+def stored_parameters(db_url: str, prefix: str) -> list[str]:
+    """The distinct argon2 parameter strings (`argon2id m=..,t=..,p=..`) of the bench users' hashes."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT DISTINCT split_part(password_hash, '$', 2) || ' ' || split_part(password_hash, '$', 4) "
+                "FROM users WHERE username LIKE :p"), {"p": prefix + "%"}).scalars().all()
+    finally:
+        engine.dispose()
+    return sorted(rows)
+
+
+def hashing_ceiling(seconds: float = 3.0) -> dict:
+    """Verifies/s of the configured hasher on its own (no HTTP, no database), one per thread of the pool the
+    AuthService uses: what this machine can do at these parameters, right now (other load included)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from domain.auth import Argon2Params, PasswordHasher
+    from ticketing import settings
+
+    hashing = settings.password_hashing()
+    hasher = PasswordHasher(Argon2Params(hashing.memory_kib, hashing.time_cost, hashing.parallelism))
+    stored = hasher.hash(PASSWORD)
+    deadline = time.perf_counter() + seconds
+
+    def work() -> int:
+        n = 0
+        while time.perf_counter() < deadline:
+            hasher.verify(PASSWORD, stored)
+            n += 1
+        return n
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(hashing.thread_count()) as pool:
+        count = sum(pool.map(lambda _: work(), range(hashing.thread_count())))
+    elapsed = time.perf_counter() - start
+    return {"verifies_per_second": round(count / elapsed, 1), "threads": hashing.thread_count(),
+            "ms_per_verify_per_thread": round(1e3 * elapsed * hashing.thread_count() / count, 1)}
+
+
+def child(args) -> None:
+    """Start the system the way the tests do (embedded PostgreSQL, local Ray, Serve), drive it, print JSON."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+    from storage.database import normalise_url
+    from storage.embedded import start_embedded
+    from ticketing import settings
+
+    load_before = os.getloadavg()
+    ceiling = hashing_ceiling()
+    work = Path(tempfile.mkdtemp(prefix="bench-logins-"))
+    db_url = normalise_url(os.environ.get("DATABASE_URL") or start_embedded(work / "pgdata", stop_on_exit=True))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"database_url": db_url, "data_dir": str(work)}), name="ticketing", route_prefix="/")
+    try:
+        result = asyncio.run(drive(f"http://127.0.0.1:{port}", args.clients, args.users, args.rounds,
+                                   args.noop_requests))
+        hashing = settings.password_hashing()
+        result["settings"] = {"memory_kib": hashing.memory_kib, "time_cost": hashing.time_cost,
+                              "parallelism": hashing.parallelism, "hash_threads": hashing.thread_count()}
+        result["hashing_alone_before"] = ceiling
+        result["load_average_before"] = [round(x, 1) for x in load_before]
+        result["stored_hash_parameters"] = stored_parameters(db_url, result.pop("usernames_prefix"))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    result["hashing_alone_after"] = hashing_ceiling()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_config(name: str, args) -> dict:
+    env = {**os.environ, **CONFIGS[name]}
+    cmd = [sys.executable, __file__, "--child", "--clients", str(args.clients), "--users", str(args.users),
+           "--rounds", str(args.rounds), "--noop-requests", str(args.noop_requests)]
+    out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=ROOT)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"setting {name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running system; default: start one per setting")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    parser.add_argument("--ingress", choices=["default", "haproxy"], default="default")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2, help="logins per user")
+    parser.add_argument("--noop-requests", type=int, default=2000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ingress == "haproxy":
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    if args.child:
+        child(args)
+        return
+
+    started = datetime.now(timezone.utc)
+    report: dict = {"benchmark": "logins", "started": started.isoformat(), "ingress": args.ingress,
+                    "clients": args.clients, "users": args.users, "logins_per_user": args.rounds,
+                    "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+                    "runs": {}}
+    if args.url:
+        report["url"] = args.url
+        report["runs"]["as-configured"] = asyncio.run(
+            drive(args.url, args.clients, args.users, args.rounds, args.noop_requests))
+        report["runs"]["as-configured"].pop("usernames_prefix")
+    else:
+        for name in args.configs.split(","):
+            print(f"[{name}] starting the system ...", flush=True)
+            report["runs"][name] = run_config(name, args)
+    for name, run in report["runs"].items():
+        print(f"{name:>24}: {run['logins']['per_second']:7.1f} logins/s (p50 {run['logins']['p50_ms']} ms, "
+              f"p99 {run['logins']['p99_ms']} ms)  {run['registrations']['per_second']:7.1f} registrations/s  "
+              f"no-op {run['noop_get_api']['per_second']:7.1f} req/s  "
+              f"hashing alone {run.get('hashing_alone_before', {}).get('verifies_per_second')}/"
+              f"{run.get('hashing_alone_after', {}).get('verifies_per_second')} verifies/s before/after  hashes: {run.get('stored_hash_parameters')}"
+              f"  failures: {run['logins']['failures'] or run['registrations']['failures'] or 'none'}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"logins-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

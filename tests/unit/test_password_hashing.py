@@ -1,0 +1,109 @@
+"""Password hashing parameters: from the environment (ticketing.settings) to the hasher (domain/auth.py),
+and which stored hashes are upgraded at login. No Ray, no database."""
+from __future__ import annotations
+
+import pytest
+from passlib.hash import argon2
+
+from domain.auth import Argon2Params, PasswordHasher, default_hasher, hash_password
+from ticketing import settings
+
+# Small costs keep these tests quick; the parameters are what is checked, not the cost.
+SMALL = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
+ENV = ("TICKETING_ARGON2_MEMORY_KIB", "TICKETING_ARGON2_TIME_COST", "TICKETING_ARGON2_PARALLELISM",
+       "TICKETING_HASH_THREADS")
+
+
+def params_of(password_hash: str) -> tuple:
+    parsed = argon2.from_string(password_hash)
+    return parsed.type, parsed.memory_cost, parsed.rounds, parsed.parallelism
+
+
+@pytest.fixture()
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_default_settings_are_owasp_minimum_argon2id(clean_env):
+    hashing = settings.password_hashing()
+    assert (hashing.memory_kib, hashing.time_cost, hashing.parallelism) == (19456, 2, 1)
+    assert hashing.thread_count() >= 1
+    assert Argon2Params() == Argon2Params(19456, 2, 1)
+
+
+def test_settings_come_from_the_environment(clean_env):
+    clean_env.setenv("TICKETING_ARGON2_MEMORY_KIB", "2048")
+    clean_env.setenv("TICKETING_ARGON2_TIME_COST", "3")
+    clean_env.setenv("TICKETING_ARGON2_PARALLELISM", "2")
+    clean_env.setenv("TICKETING_HASH_THREADS", "5")
+    hashing = settings.password_hashing()
+    assert (hashing.memory_kib, hashing.time_cost, hashing.parallelism) == (2048, 3, 2)
+    assert hashing.thread_count() == 5
+
+
+def test_hasher_uses_the_parameters_passed_in():
+    hasher = PasswordHasher(Argon2Params(memory_kib=2048, time_cost=3, parallelism=2))
+    hashed = hasher.hash("correct horse")
+    assert hashed.startswith("$argon2id$v=19$m=2048,t=3,p=2$")
+    assert params_of(hashed) == ("id", 2048, 3, 2)
+    assert hasher.verify("correct horse", hashed) and not hasher.verify("wrong horse", hashed)
+
+
+def test_default_hasher_and_module_functions_use_the_defaults():
+    assert params_of(hash_password("pw-12345678")) == ("id", 19456, 2, 1)
+    assert default_hasher().params == Argon2Params()
+
+
+def test_dummy_hash_for_unknown_users_has_the_same_parameters():
+    for params in (SMALL, Argon2Params(2048, 2, 2)):
+        hasher = PasswordHasher(params)
+        assert params_of(hasher._dummy_hash) == params_of(hasher.hash("x"))
+        assert not hasher.needs_update(hasher._dummy_hash)
+
+
+@pytest.mark.parametrize("bad", [{"time_cost": 0}, {"parallelism": 0}, {"memory_kib": 8, "parallelism": 2}])
+def test_impossible_parameters_are_refused(bad):
+    with pytest.raises(ValueError):
+        Argon2Params(**{"memory_kib": 1024, "time_cost": 1, "parallelism": 1, **bad})
+
+
+@pytest.mark.parametrize(
+    "other",
+    [Argon2Params(2048, 1, 1), Argon2Params(1024, 2, 1), Argon2Params(1024, 1, 2)],
+    ids=["memory", "time", "parallelism"],
+)
+def test_a_hash_with_any_other_parameter_needs_update(other):
+    hasher = PasswordHasher(SMALL)
+    assert hasher.needs_update(PasswordHasher(other).hash("pw-12345678"))
+    assert not hasher.needs_update(hasher.hash("pw-12345678"))
+
+
+def test_a_hash_of_another_argon2_type_needs_update():
+    hasher = PasswordHasher(SMALL)
+    argon2i = argon2.using(type="I", memory_cost=1024, rounds=1, parallelism=1).hash("pw-12345678")
+    assert params_of(argon2i) == ("i", 1024, 1, 1)
+    assert hasher.needs_update(argon2i)
+
+
+def test_verify_and_update_gives_a_new_hash_only_for_a_valid_password_and_old_parameters():
+    hasher = PasswordHasher(SMALL)
+    old = PasswordHasher(Argon2Params(4096, 3, 4)).hash("pw-12345678")
+
+    valid, new_hash = hasher.verify_and_update("pw-12345678", old)
+    assert valid and new_hash is not None
+    assert params_of(new_hash) == ("id", 1024, 1, 1)
+    assert hasher.verify("pw-12345678", new_hash) and not hasher.needs_update(new_hash)
+
+    assert hasher.verify_and_update("wrong-password", old) == (False, None)
+    assert hasher.verify_and_update("pw-12345678", new_hash) == (True, None)  # current: no re-hash
+    assert hasher.verify_and_update("pw-12345678", None) == (False, None)  # unknown user
+
+
+def test_verify_or_burn():
+    hasher = PasswordHasher(SMALL)
+    hashed = hasher.hash("pw-12345678")
+    assert hasher.verify_or_burn("pw-12345678", hashed)
+    assert not hasher.verify_or_burn("pw-wrong", hashed)
+    assert not hasher.verify_or_burn("pw-12345678", None)
