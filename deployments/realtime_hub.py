@@ -18,11 +18,11 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections import deque
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.realtime import availability, message
 

@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-
 MAX_MESSAGE_CHARS = 16_384
 MAX_ID = 2**31 - 1
 

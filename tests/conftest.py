@@ -34,6 +34,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def database_url(data_dir):
     from sqlalchemy import create_engine, text
+
     from storage.database import normalise_url
 
     base = os.environ.get("TEST_DATABASE_URL")
