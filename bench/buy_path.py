@@ -306,7 +306,7 @@ def category_behind_the_back(db_url: str, organizer: int) -> tuple[int, int]:
     return event, category
 
 
-def run_system(ingress: str, work: Path, scenarios: list[str]) -> dict:
+def run_system(ingress: str, work: Path, scenarios: list[str], database_url_given: str | None) -> dict:
     if ingress == "haproxy":
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
@@ -320,6 +320,9 @@ def run_system(ingress: str, work: Path, scenarios: list[str]) -> dict:
     from ticketing import settings
     from ticketing.local import start_local
 
+    # start_local leaves DATABASE_URL set to the server it used; a second system starts its own again.
+    if database_url_given is None:
+        os.environ.pop("DATABASE_URL", None)
     system = start_local(data_dir=work / ingress, num_cpus=2, dashboard=False)
     try:
         base, db_url = system.url, system.database_url
@@ -366,13 +369,15 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     work = Path(tempfile.mkdtemp(prefix="ticketing-buy-path-"))
     scenarios = args.scenarios.split(",")
-    report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
-              "haproxy": run_system("haproxy", work, scenarios)}
-    if args.also_default_proxy:
-        report["default_proxy"] = run_system("default", work, ["orders"])
+    given = os.environ.get("DATABASE_URL")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"buy_path-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2, default=str))
+    report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
+              "haproxy": run_system("haproxy", work, scenarios, given)}
+    out.write_text(json.dumps(report, indent=2, default=str))  # kept even if the second system fails
+    if args.also_default_proxy:
+        report["default_proxy"] = run_system("default", work, ["orders"], given)
+        out.write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps(report, indent=2, default=str))
     print(f"written to {out}")
 

@@ -33,7 +33,7 @@ from deployments.schemas import (
     ReleaseBody,
 )
 from deployments.seats import SeatDesk
-from domain.auth import Principal, token_from_header, verify_token
+from domain.auth import Principal, VerifiedTokens, token_from_header
 from domain.events import on_sale_categories
 from domain.errors import ApiError, error_body
 from ticketing import settings
@@ -172,7 +172,7 @@ async def call(response):
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool,
 # a thread hop per request that cost the hold path a third of its throughput.
 async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return verify_token(token_from_header(authorization), request.app.state.jwt_secret)
+    return request.app.state.tokens.verify(token_from_header(authorization))
 
 
 async def maybe_principal(
@@ -207,7 +207,7 @@ def health_status(report: dict) -> tuple[dict, int]:
 class Gateway:
     def __init__(self, auth, users, events, orders, db_url: str, data_dir: str) -> None:
         self.auth, self.users, self.events, self.orders = auth, users, events, orders
-        app.state.jwt_secret = settings.jwt_secret(FilePath(data_dir))
+        app.state.tokens = VerifiedTokens(settings.jwt_secret(FilePath(data_dir)))
         self.seats = SeatDesk(db_url, vars(Tunables.from_env()))
         app.add_middleware(
             CORSMiddleware,
@@ -236,6 +236,34 @@ class Gateway:
 
     async def reconfigure(self, config: dict) -> None:
         await self.seats.categories.configure(Tunables.from_env().merged(config).__dict__)
+
+    # -- the buy path first: routes are matched in order, and these carry a rush --
+    @app.post("/api/holds", status_code=201, tags=["holds"])
+    async def create_hold(self, body: HoldBody, caller: Caller) -> dict:
+        return await self.seats.hold(caller, body.eventId, body.categoryId, body.quantity)
+
+    @app.get("/api/holds", tags=["holds"])
+    async def my_holds(self, caller: Caller) -> list[dict]:
+        return await call(self.orders.my_holds.remote(caller))
+
+    @app.delete("/api/holds/{lock_id}", tags=["holds"])
+    async def release_hold(self, lock_id: str, caller: Caller) -> dict:
+        return await self.seats.release_hold(caller, lock_id)
+
+    # -- orders (fixed paths before /{id}) --
+    @app.post("/api/orders", status_code=201, tags=["orders"])
+    async def create_order(
+        self, body: OrderBody, caller: Caller,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> dict:
+        return await self.seats.order(caller, body.model_dump(), idempotency_key)
+
+    @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
+    async def create_order_with_lock(
+        self, body: OrderWithLockBody, caller: Caller,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> dict:
+        return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     # -- misc --
     @app.get("/api", tags=["misc"])
@@ -311,34 +339,6 @@ class Gateway:
     @app.get("/api/events/{event_id}/tickets", tags=["events"])
     async def event_tickets(self, event_id: EventId, viewer: MaybeCaller) -> list[dict]:
         return await call(self.events.tickets.remote(event_id, viewer))
-
-    # -- holds --
-    @app.post("/api/holds", status_code=201, tags=["holds"])
-    async def create_hold(self, body: HoldBody, caller: Caller) -> dict:
-        return await self.seats.hold(caller, body.eventId, body.categoryId, body.quantity)
-
-    @app.get("/api/holds", tags=["holds"])
-    async def my_holds(self, caller: Caller) -> list[dict]:
-        return await call(self.orders.my_holds.remote(caller))
-
-    @app.delete("/api/holds/{lock_id}", tags=["holds"])
-    async def release_hold(self, lock_id: str, caller: Caller) -> dict:
-        return await self.seats.release_hold(caller, lock_id)
-
-    # -- orders (fixed paths before /{id}) --
-    @app.post("/api/orders", status_code=201, tags=["orders"])
-    async def create_order(
-        self, body: OrderBody, caller: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-    ) -> dict:
-        return await self.seats.order(caller, body.model_dump(), idempotency_key)
-
-    @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
-    async def create_order_with_lock(
-        self, body: OrderWithLockBody, caller: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-    ) -> dict:
-        return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     @app.get("/api/orders", tags=["orders"])
     async def my_orders(self, caller: Caller) -> list[dict]:

@@ -145,3 +145,23 @@ def test_error_body_shape_and_pickling_keep_status_and_message():
     assert type(copy) is Unauthorized and copy.status == 401 and copy.message == "Invalid Credentials"
     assert ApiError("Slow down", 429).body()["error"] == "Too Many Requests"
     assert error_body(400, ["a: bad"]) == {"statusCode": 400, "message": ["a: bad"], "error": "Bad Request"}
+
+
+def test_verified_tokens_check_the_signature_once_and_the_expiry_every_time():
+    import time as _time
+
+    from domain.auth import Principal, VerifiedTokens, issue_token
+    from domain.errors import Unauthorized
+
+    tokens = VerifiedTokens("s" * 48, max_entries=2)
+    good = issue_token(7, "ann", "assistant", "s" * 48, 3600)
+    assert tokens.verify(good).user_id == 7
+    assert tokens.verify(good) is tokens.verify(good)  # answered from the cache
+    with pytest.raises(Unauthorized):
+        tokens.verify(issue_token(7, "ann", "assistant", "another-secret-" * 4, 3600))  # forged: never cached
+    tokens._known[good] = Principal(7, "ann", "assistant", _time.time() - 1)  # the cached token has expired
+    with pytest.raises(Unauthorized):
+        tokens.verify(good)
+    for user in (1, 2, 3):  # bounded: full means emptied, not grown
+        tokens.verify(issue_token(user, "u", "assistant", "s" * 48, 3600))
+    assert len(tokens._known) <= 2
