@@ -16,7 +16,7 @@ import ray
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from actors import metrics
-from actors.broadcaster import publish_snapshot
+from actors.broadcaster import Publisher
 from domain.inventory import CategoryInventory, Changes, Outcome, Refusal, Request, refuse
 from storage.database import make_engine
 from storage.inventory_store import CategoryMissing, StaleWrite, load_category, write_changes
@@ -52,6 +52,7 @@ class TicketCategory:
         self.idle_exit_s = settings.actor_idle_exit_seconds()
         self.last_activity = time.monotonic()
         self.retired = False
+        self.publisher = Publisher()
 
     # ---- public methods ----
     async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[Outcome] | None:
@@ -189,7 +190,7 @@ class TicketCategory:
             for _, future in refreshes:
                 future.set_result(self.inventory.figures() if self.inventory else {"missing": True})
             if self.inventory is not None:  # watchers learn at once that a deleted event is off sale
-                publish_snapshot(self.inventory.figures(), [])
+                self.publisher.publish(self.inventory.figures(), [])
         started = time.perf_counter()
         now = _now()
         inventory = self.inventory
@@ -263,7 +264,7 @@ class TicketCategory:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _publish(self, changes: Changes) -> None:
-        publish_snapshot(self.inventory.figures(), self._notices(changes))
+        self.publisher.publish(self.inventory.figures(), self._notices(changes))
 
     def _notices(self, changes: Changes) -> list[tuple[str, int, dict]]:
         notices = []

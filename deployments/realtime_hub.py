@@ -222,6 +222,7 @@ class Hub:
         self.watch_every_s = watch_every_s
         self.min_interval_s = min_interval_s  # extra coalescing window between polls (0: none)
         self.sessions: set[Session] = set()
+        self.occupied = asyncio.Event()  # set while the replica has a socket: no socket, no polling
         self.rooms: dict[int, set[Session]] = {}
         self.users: dict[int, set[Session]] = {}
         self.epoch: str | None = None
@@ -240,10 +241,13 @@ class Hub:
     # ---- membership ----
     def add(self, session: Session) -> None:
         self.sessions.add(session)
+        self.occupied.set()
         self.users.setdefault(session.user_id, set()).add(session)
 
     def remove(self, session: Session) -> None:
         self.sessions.discard(session)
+        if not self.sessions:
+            self.occupied.clear()
         _discard(self.users, session.user_id, session)
         for event_id in session.rooms:
             _discard(self.rooms, event_id, session)
@@ -292,6 +296,11 @@ class Hub:
     async def _poll_loop(self) -> None:
         backoff = 0.1
         while True:
+            if not self.occupied.is_set():
+                # Nobody to tell: stop polling (a rush publishes hundreds of batches a second). The next
+                # socket starts a fresh sync, so notices from meanwhile are not replayed to it.
+                self.epoch = None
+                await self.occupied.wait()
             started = time.monotonic()
             try:
                 result = await self.poll(self.epoch, self.version)
