@@ -39,17 +39,18 @@ class CategoryActors:
         self.in_flight: dict[Key, int] = {}
 
     async def handle(self, event_id: int, category_id: int, *, create: bool = True):
-        """The category's actor, or None if no such category exists (no actor is made for it)."""
+        """The category's actor, or None if no such category exists (no actor is made for it).
+
+        A running actor is found by name first (one lookup, no database query: actors are only ever
+        created for categories found in the database), so a replica that did not warm a category
+        itself still reaches its actor at once."""
         key = (event_id, category_id)
         if key not in self.handles:
-            if not await category_exists(self.engine, event_id, category_id):
-                return None
-            if not create:
-                try:
-                    self.handles[key] = ray.get_actor(category_actor_name(*key), namespace=NAMESPACE)
-                except ValueError:
+            try:
+                self.handles[key] = ray.get_actor(category_actor_name(*key), namespace=NAMESPACE)
+            except ValueError:
+                if not create or not await category_exists(self.engine, event_id, category_id):
                     return None
-            else:
                 self.handles[key] = TicketCategory.options(
                     name=category_actor_name(*key),
                     namespace=NAMESPACE,

@@ -352,7 +352,7 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
         if noop:
             report["ratios_to_noop"] = {
                 key: round(report[key][field] / noop, 3)
-                for key, field in (("orders", "orders_per_second"), ("with_lock", "purchases_per_second"),
+                for key, field in (("orders", "answers_per_second"), ("with_lock", "purchases_per_second"),
                                    ("overload", "answers_per_second"))
                 if key in report and report[key].get(field)}
         return report
