@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 from ray import serve
 
 from actors.client import CategoryActors
+from deployments.views import category_view, event_view
 from domain import events as rules
 from domain.auth import Principal
 from domain.errors import NotFound
-from deployments.views import event_view, category_view
 from storage import events_store
 from storage.database import health, make_engine
 from storage.models import Event

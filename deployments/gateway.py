@@ -34,14 +34,14 @@ from deployments.schemas import (
 )
 from deployments.seats import SeatDesk
 from domain.auth import Principal, token_from_header, verify_token
-from domain.events import on_sale_categories
 from domain.errors import ApiError, error_body
+from domain.events import on_sale_categories
+from domain.vocabulary import MAX_ID
 from ticketing import settings
 from ticketing.settings import Tunables
 
 log = logging.getLogger(__name__)
 STATIC = FilePath(__file__).with_name("static")
-MAX_ID = 2**31 - 1
 
 
 # ---- the OpenAPI document ----------------------------------------------------------------------------
