@@ -38,7 +38,6 @@ from domain.errors import ApiError, error_body
 from domain.events import on_sale_categories
 from domain.vocabulary import MAX_ID
 from ticketing import settings
-from ticketing.settings import Tunables
 
 log = logging.getLogger(__name__)
 STATIC = FilePath(__file__).with_name("static")
@@ -208,7 +207,7 @@ class Gateway:
     def __init__(self, auth, users, events, orders, db_url: str, data_dir: str) -> None:
         self.auth, self.users, self.events, self.orders = auth, users, events, orders
         app.state.jwt_secret = settings.jwt_secret(FilePath(data_dir))
-        self.seats = SeatDesk(db_url, vars(Tunables.from_env()))
+        self.seats = SeatDesk(db_url, settings.tunables())
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins(),
@@ -235,7 +234,7 @@ class Gateway:
         return event
 
     async def reconfigure(self, config: dict) -> None:
-        await self.seats.categories.configure(Tunables.from_env().merged(config).__dict__)
+        await self.seats.categories.configure(config)
 
     # -- misc --
     @app.get("/api", tags=["misc"])

@@ -27,10 +27,11 @@ from domain.inventory import (
 from domain.vocabulary import OrderStatus
 from storage import orders_store
 from storage.database import make_engine
+from ticketing.settings import Tunables
 
 
 class SeatDesk:
-    def __init__(self, db_url: str, tunables: dict) -> None:
+    def __init__(self, db_url: str, tunables: Tunables | None = None) -> None:
         self.engine = make_engine(db_url, pool_size=4)
         self.categories = CategoryActors(db_url, tunables)
 
