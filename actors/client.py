@@ -3,6 +3,10 @@
 Concurrent requests for the same category from one replica travel in one `submit` call (at most
 `MAX_IN_FLIGHT` calls per category at a time; whatever arrives meanwhile rides the next one), so a rush
 costs a fraction of a Ray call per request. The actor then commits them together.
+
+`CategoryActors` is also the one keeper of a process's tunables (hold duration, per-order maximum): the
+environment's (`ticketing.settings.tunables()`) unless given, overridden by a deployment's user_config
+through `adopt` / `configure`, and handed to every actor it creates or calls.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from domain.errors import Unavailable
 from domain.inventory import Outcome, Refusal, Request, refuse
 from storage.database import make_engine
 from storage.events_store import category_exists, on_sale_categories
+from ticketing import settings
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
@@ -30,9 +35,13 @@ Key = tuple[int, int]
 
 
 class CategoryActors:
-    def __init__(self, db_url: str, tunables: dict) -> None:
+    def __init__(self, db_url: str, tunables: settings.Tunables | dict | None = None) -> None:
+        """`tunables`: the values for the actors this client creates; the environment's when None, and a
+        dict overrides the environment's key by key (tools and tests pass one)."""
         self.db_url = db_url
-        self.tunables = dict(tunables)
+        if not isinstance(tunables, settings.Tunables):
+            tunables = settings.tunables().merged(tunables)
+        self._set(tunables)
         self.engine = make_engine(db_url, pool_size=2)
         self.handles: dict[Key, ray.actor.ActorHandle] = {}
         self.pending: dict[Key, list[tuple[Request, asyncio.Future]]] = {}
@@ -56,7 +65,7 @@ class CategoryActors:
                     namespace=NAMESPACE,
                     lifetime="detached",
                     get_if_exists=True,
-                ).remote(self.db_url, event_id, category_id, self.tunables)
+                ).remote(self.db_url, event_id, category_id, self._tunables_sent)
         return self.handles[key]
 
     async def call(self, event_id: int, category_id: int, request: Request) -> Outcome:
@@ -86,7 +95,7 @@ class CategoryActors:
                     results = [refuse(Refusal.CATEGORY_NOT_FOUND) for _ in queue]
                     break
                 try:
-                    results = await handle.submit.remote(requests, self.tunables)
+                    results = await handle.submit.remote(requests, self._tunables_sent)
                 except ActorDiedError:
                     # Gone for good, not restarting: in this system only an actor that retired (idle,
                     # no hold, see TicketCategory._retire) is, and it decided nothing; its successor will.
@@ -161,6 +170,16 @@ class CategoryActors:
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         raise Unavailable("Service temporarily unavailable, please retry")
 
-    async def configure(self, tunables: dict) -> None:
-        self.tunables.update(tunables)
-        await asyncio.gather(*(h.configure.remote(self.tunables) for h in self.handles.values()))
+    def _set(self, tunables: settings.Tunables) -> None:
+        self.tunables = tunables
+        self._tunables_sent = tunables.as_dict()  # built once, sent with every call
+
+    def adopt(self, user_config: dict | None) -> None:
+        """A deployment's user_config over the environment's tunables, for the actors this client may be
+        first to create (or that restart); running actors keep theirs."""
+        self._set(settings.tunables().merged(user_config))
+
+    async def configure(self, user_config: dict | None) -> None:
+        """`adopt`, and push the new values to every actor this client knows (new holds only)."""
+        self.adopt(user_config)
+        await asyncio.gather(*(h.configure.remote(self._tunables_sent) for h in self.handles.values()))

@@ -249,11 +249,13 @@ def rush_through_actor(db_url: str, event: int, category: int, users: list[int],
 def oversell_report(db_url: str, category: int) -> dict:
     from sqlalchemy import text
 
+    from domain.vocabulary import SOLD_STATUSES_SQL
+
     with database(db_url) as conn:
         row = conn.execute(text(
             "SELECT total_seats, held_seats, sold_seats, "
             " (SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active') AS held_rows,"
-            " (SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status = 'confirmed') AS sold_rows "
+            f" (SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status IN {SOLD_STATUSES_SQL}) AS sold_rows "
             "FROM ticket_categories WHERE id = :c"), {"c": category}).one()
     return {
         "total_seats": row.total_seats, "held_seats": row.held_seats, "sold_seats": row.sold_seats,

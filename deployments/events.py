@@ -6,14 +6,14 @@ from datetime import datetime, timezone
 from ray import serve
 
 from actors.client import CategoryActors
+from deployments.views import category_view, event_view
 from domain import events as rules
 from domain.auth import Principal
 from domain.errors import NotFound
-from deployments.views import event_view, category_view
 from storage import events_store
-from storage.database import health, make_engine
+from storage.database import make_engine
+from storage.migrate import health
 from storage.models import Event
-from ticketing.settings import Tunables
 
 # JSON field → column, for create and update bodies
 EVENT_FIELDS = {
@@ -30,7 +30,7 @@ EVENT_FIELDS = {
 class EventsService:
     def __init__(self, db_url: str) -> None:
         self.engine = make_engine(db_url, pool_size=3)
-        self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
+        self.categories = CategoryActors(db_url)  # the environment's tunables: it only refreshes actors
 
     async def health(self) -> dict:
         return await health(self.engine)

@@ -34,14 +34,13 @@ from deployments.schemas import (
 )
 from deployments.seats import SeatDesk
 from domain.auth import Principal, VerifiedTokens, token_from_header
-from domain.events import on_sale_categories
 from domain.errors import ApiError, error_body
+from domain.events import on_sale_categories
+from domain.vocabulary import MAX_ID
 from ticketing import settings
-from ticketing.settings import Tunables
 
 log = logging.getLogger(__name__)
 STATIC = FilePath(__file__).with_name("static")
-MAX_ID = 2**31 - 1
 
 
 # ---- the OpenAPI document ----------------------------------------------------------------------------
@@ -208,7 +207,7 @@ class Gateway:
     def __init__(self, auth, users, events, orders, db_url: str, data_dir: str) -> None:
         self.auth, self.users, self.events, self.orders = auth, users, events, orders
         app.state.tokens = VerifiedTokens(settings.jwt_secret(FilePath(data_dir)))
-        self.seats = SeatDesk(db_url, vars(Tunables.from_env()))
+        self.seats = SeatDesk(db_url, settings.tunables())
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins(),
@@ -235,7 +234,7 @@ class Gateway:
         return event
 
     async def reconfigure(self, config: dict) -> None:
-        await self.seats.categories.configure(Tunables.from_env().merged(config).__dict__)
+        await self.seats.categories.configure(config)
 
     # -- the buy path first: routes are matched in order, and these carry a rush --
     @app.post("/api/holds", status_code=201, tags=["holds"])

@@ -29,7 +29,6 @@ from domain.inventory import HoldRequest, ReleaseRequest, ReleaseSessionRequest
 from storage import events_store, orders_store
 from storage.database import make_engine
 from ticketing import settings
-from ticketing.settings import Tunables
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 20.0
@@ -41,7 +40,7 @@ class RealtimeCore:
                  encode: Encoder = proto.message) -> None:
         self.secret = settings.jwt_secret(Path(data_dir))
         self.engine = make_engine(db_url, pool_size=2)
-        self.categories = CategoryActors(db_url, vars(Tunables.from_env()))
+        self.categories = CategoryActors(db_url)
         self.metrics = RealtimeMetrics()
         self.hub = Hub(self._poll, min_interval_s=fanout_interval_s, on_pass=self.metrics.observe_pass,
                        encode=encode)
@@ -49,7 +48,7 @@ class RealtimeCore:
 
     def reconfigure(self, config: dict) -> None:
         # Tunables for category actors this replica may be first to create; never pushed to running ones.
-        self.categories.tunables.update(Tunables.from_env().merged(config).__dict__)
+        self.categories.adopt(config)
 
     async def _poll(self, epoch: str | None, since: int) -> dict:
         return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)

@@ -12,9 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
+from domain.vocabulary import MAX_ID, ROLES, Role
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Id = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+# The role names as a Literal (a plain string enum in the OpenAPI document, as before), from the one Role enum.
+RoleName = Literal[ROLES]  # type: ignore[valid-type]
 Quantity = Annotated[StrictInt, Field(ge=1, le=1000)]
 MIN_YEAR, MAX_YEAR = 1900, 9998
 
@@ -34,7 +38,7 @@ class Body(BaseModel):
 class RegisterBody(Body):
     username: ShortName
     password: Annotated[str, StringConstraints(min_length=8, max_length=128)]
-    role: Literal["assistant", "organizer"] = "assistant"
+    role: RoleName = Role.ASSISTANT.value
 
 
 class LoginBody(Body):

@@ -24,12 +24,14 @@ from domain.inventory import (
     Refusal,
     ReleaseRequest,
 )
+from domain.vocabulary import OrderStatus
 from storage import orders_store
 from storage.database import make_engine
+from ticketing.settings import Tunables
 
 
 class SeatDesk:
-    def __init__(self, db_url: str, tunables: dict) -> None:
+    def __init__(self, db_url: str, tunables: Tunables | None = None) -> None:
         self.engine = make_engine(db_url, pool_size=4)
         self.categories = CategoryActors(db_url, tunables)
 
@@ -90,7 +92,7 @@ class SeatDesk:
     async def cancel(self, principal: Principal, order_id: int) -> dict:
         row = await self._order(order_id)
         rules.check_may_cancel(principal, row.user_id)
-        if row.status.value != "confirmed":
+        if row.status != OrderStatus.CONFIRMED:
             raise BadRequest("Only confirmed orders can be cancelled")
         outcome = await self.categories.call(row.event_id, row.category_id, CancelRequest(principal.user_id, order_id))
         if not outcome.ok:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from deployments.refusals import status_and_message
 from domain.inventory import ActiveHold, NewOrder, Outcome
 from domain.realtime import refusal
+from domain.vocabulary import CategoryFigures, HoldStatus, OrderStatus
 from storage.models import Event, TicketCategory
 
 
@@ -25,7 +26,7 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def hold_view(hold: ActiveHold, event_id: int, category_id: int, status: str = "active") -> dict:
+def hold_view(hold: ActiveHold, event_id: int, category_id: int, status: str = HoldStatus.ACTIVE.value) -> dict:
     """A hold as the category actor decided it, or as read from the `holds` table (same attributes)."""
     return {
         "lockId": str(hold.id),
@@ -89,7 +90,7 @@ def new_order_view(order: NewOrder, event_id: int, category_id: int) -> dict:
         quantity=order.quantity,
         unit_price=order.unit_price,
         total_price=order.total_price,
-        status="confirmed",
+        status=OrderStatus.CONFIRMED.value,
         event_name=order.event_name,
         category_name=order.category_name,
         notes=order.notes,
@@ -110,14 +111,15 @@ def order_row_view(row) -> dict:
 
 
 def category_view(c: TicketCategory) -> dict:
+    seats = CategoryFigures(total=c.total_seats, sold=c.sold_seats, held=c.held_seats)
     return {
         "id": c.id,
         "categoryName": c.name,
         "price": money(c.price),
-        "totalSeats": c.total_seats,
-        "reservedSeats": c.sold_seats,
-        "heldSeats": c.held_seats,
-        "availableSeats": max(0, c.total_seats - c.sold_seats - c.held_seats),
+        "totalSeats": seats.total,
+        "reservedSeats": seats.sold,
+        "heldSeats": seats.held,
+        "availableSeats": seats.available,
         "description": c.description,
         "isActive": c.is_active,
         "eventId": c.event_id,

@@ -10,9 +10,7 @@ from passlib.context import CryptContext
 from passlib.hash import argon2 as _argon2
 
 from domain.errors import Unauthorized
-
-ROLES = ("assistant", "organizer")
-MAX_USER_ID = 2**31 - 1
+from domain.vocabulary import MAX_ID, ROLES, Role
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ class Principal:
 
     @property
     def is_organizer(self) -> bool:
-        return self.role == "organizer"
+        return self.role == Role.ORGANIZER
 
 
 def issue_token(user_id: int, username: str, role: str, secret: str, ttl_seconds: int) -> str:
@@ -134,7 +132,7 @@ def verify_token(token: str, secret: str) -> Principal:
         raise Unauthorized("Invalid Token!") from None
     # Users ids are PostgreSQL `integer`s: a subject outside that range is no user (it used to reach the
     # database as an out-of-range parameter and answer 500).
-    if principal.role not in ROLES or not 1 <= principal.user_id <= MAX_USER_ID:
+    if principal.role not in ROLES or not 1 <= principal.user_id <= MAX_ID:
         raise Unauthorized("Invalid Token!")
     return principal
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from domain.vocabulary import HoldStatus, available_seats
+
 # ---- requests (what callers ask a category for) -------------------------------------------------
 
 
@@ -121,8 +123,8 @@ class NewOrder:
 class Changes:
     """What a batch of decisions wrote, in the shape the database write needs."""
 
-    new_holds: dict[uuid.UUID, tuple[ActiveHold, str]] = field(default_factory=dict)  # hold, final status
-    hold_status: dict[uuid.UUID, str] = field(default_factory=dict)  # existing hold → new status
+    new_holds: dict[uuid.UUID, tuple[ActiveHold, HoldStatus]] = field(default_factory=dict)  # hold, final status
+    hold_status: dict[uuid.UUID, HoldStatus] = field(default_factory=dict)  # existing hold → new status
     new_orders: list[NewOrder] = field(default_factory=list)
     cancelled_orders: list[SoldOrder] = field(default_factory=list)
 
@@ -197,7 +199,7 @@ class CategoryInventory:
     # -- figures --
     @property
     def available(self) -> int:
-        return max(0, self.info.total_seats - self.sold - self.held)
+        return available_seats(self.info.total_seats, self.sold, self.held)
 
     def figures(self) -> dict:
         return {
@@ -250,7 +252,7 @@ class CategoryInventory:
             return refuse(Refusal.BAD_QUANTITY, limit=self.max_per_order)
         return None
 
-    def _close_hold(self, hold: ActiveHold, status: str) -> None:
+    def _close_hold(self, hold: ActiveHold, status: HoldStatus) -> None:
         del self.holds[hold.id]
         del self.hold_of_user[hold.user_id]
         self.held -= hold.quantity
@@ -280,7 +282,7 @@ class CategoryInventory:
         self.hold_of_user[hold.user_id] = hold.id
         self.held += hold.quantity
         heapq.heappush(self._expiry_heap, (hold.expires_at, hold.id))
-        self.changes.new_holds[hold.id] = (hold, "active")
+        self.changes.new_holds[hold.id] = (hold, HoldStatus.ACTIVE)
         return Outcome(hold=hold, available=self.available)
 
     def release(self, req: ReleaseRequest, now: datetime) -> Outcome:
@@ -290,13 +292,13 @@ class CategoryInventory:
             hold = self.holds.get(req.hold_id)
         if hold is None or hold.user_id != req.user_id:
             return refuse(Refusal.NO_HOLD_TO_RELEASE, self.available)
-        self._close_hold(hold, "released")
+        self._close_hold(hold, HoldStatus.RELEASED)
         return Outcome(released=hold.quantity, hold=hold, available=self.available)
 
     def release_session(self, req: ReleaseSessionRequest, now: datetime) -> Outcome:
         mine = [h for h in self.holds.values() if h.session_id == req.session_id]
         for hold in mine:
-            self._close_hold(hold, "released")
+            self._close_hold(hold, HoldStatus.RELEASED)
         return Outcome(released=sum(h.quantity for h in mine), available=self.available)
 
     def expire_due(self, now: datetime) -> int:
@@ -305,7 +307,7 @@ class CategoryInventory:
         while (due := self.next_expiry()) is not None and due <= now:
             _, hold_id = heapq.heappop(self._expiry_heap)
             hold = self.holds[hold_id]
-            self._close_hold(hold, "expired")
+            self._close_hold(hold, HoldStatus.EXPIRED)
             freed += hold.quantity
         return freed
 
@@ -330,14 +332,14 @@ class CategoryInventory:
         if hold is None or hold.user_id != req.user_id:
             return refuse(Refusal.INVALID_HOLD)
         if hold.expires_at <= now:
-            self._close_hold(hold, "expired")
+            self._close_hold(hold, HoldStatus.EXPIRED)
             return refuse(Refusal.INVALID_HOLD)
         refusal = self._sale_refusal(hold.quantity, now)
         if refusal:
             return refusal
         if req.quantity is not None and req.quantity != hold.quantity:
             return refuse(Refusal.QUANTITY_MISMATCH, limit=hold.quantity)
-        self._close_hold(hold, "confirmed")
+        self._close_hold(hold, HoldStatus.CONFIRMED)
         order = self._new_order(req.user_id, hold.quantity, req.notes, hold.id, req.idempotency_key)
         return Outcome(order=order, available=self.available)
 

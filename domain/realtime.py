@@ -9,8 +9,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from domain.vocabulary import MAX_ID, CategoryFigures
+
 MAX_MESSAGE_CHARS = 16_384
-MAX_ID = 2**31 - 1
 
 CLIENT_EVENTS = frozenset(
     {"join-event-room", "leave-event-room", "lock-tickets", "unlock-tickets", "get-my-locks", "heartbeat"}
@@ -128,13 +129,14 @@ def availability(figures: dict) -> dict:
 
 def db_figures(event_id: int, category_id: int, total: int, sold: int, held: int, on_sale: bool) -> dict:
     """Figures in the actor's shape from the database counters (for categories not yet published)."""
+    seats = CategoryFigures(total=total, sold=sold, held=held)
     return {
         "eventId": event_id,
         "categoryId": category_id,
-        "totalSeats": total,
-        "soldSeats": sold,
-        "heldSeats": held,
-        "availableSeats": max(0, total - sold - held),
+        "totalSeats": seats.total,
+        "soldSeats": seats.sold,
+        "heldSeats": seats.held,
+        "availableSeats": seats.available,
         "onSale": on_sale,
     }
 

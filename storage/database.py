@@ -1,17 +1,17 @@
 """Database URL resolution, engines and sessions.
 
-`DATABASE_URL` wins; without it an embedded PostgreSQL starts in `<data dir>/pgdata`. Every process
-(replica, actor) builds its own small async engine from the resolved URL.
+`DATABASE_URL` wins; without it an embedded PostgreSQL starts in `<data dir>/pgdata`, the data folder
+being passed in by the caller (storage reads no settings). Every process (replica, actor) builds its own
+small async engine from the resolved URL. Whether the schema is migrated is `storage.migrate.health`.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from ticketing import settings
+from storage.embedded import start_embedded
 
 
 def normalise_url(url: str) -> str:
@@ -22,14 +22,12 @@ def normalise_url(url: str) -> str:
     raise ValueError("DATABASE_URL must be a PostgreSQL URL (postgresql://...)")
 
 
-def resolve_database_url(data_dir: Path | None = None) -> str:
-    """`DATABASE_URL`, or the URL of the embedded server (started if needed)."""
+def resolve_database_url(data_dir: Path) -> str:
+    """`DATABASE_URL`, or the URL of the embedded server in `data_dir`/pgdata (started if needed)."""
     from_env = os.environ.get("DATABASE_URL")
     if from_env:
         return normalise_url(from_env)
-    from storage.embedded import start_embedded
-
-    return normalise_url(start_embedded((data_dir or settings.data_dir()) / "pgdata"))
+    return normalise_url(start_embedded(Path(data_dir) / "pgdata"))
 
 
 def make_engine(url: str, *, pool_size: int = 4, max_overflow: int | None = None) -> AsyncEngine:
@@ -43,20 +41,3 @@ def make_engine(url: str, *, pool_size: int = 4, max_overflow: int | None = None
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def health(engine: AsyncEngine) -> dict:
-    """Is the database reachable, and is its schema at the newest migration?"""
-    from storage.migrate import head_revision
-
-    try:
-        async with engine.connect() as conn:
-            # to_regclass is NULL when the table is missing: a reachable database that was never migrated
-            # must say so, not pass for unreachable (the query on a missing table used to raise).
-            current = None
-            if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is not None:
-                current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    except Exception as exc:  # any failure here means "cannot talk to it", which is what health reports
-        return {"database": "unreachable", "migrated": False, "detail": type(exc).__name__}
-    head = head_revision()
-    return {"database": "reachable", "migrated": current == head, "revision": current, "head": head}

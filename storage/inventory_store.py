@@ -7,7 +7,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.inventory import ActiveHold, CategoryInfo, Changes, SoldOrder
-from storage.models import Event, Hold, HoldStatus, Order, OrderStatus, TicketCategory
+from domain.vocabulary import SOLD_STATUSES, HoldStatus, OrderStatus
+from storage.models import Event, Hold, Order, TicketCategory
 
 
 class CategoryMissing(LookupError):
@@ -54,7 +55,7 @@ async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
             await conn.execute(
                 select(Order.id, Order.user_id, Order.quantity).where(
                     Order.category_id == category_id,
-                    Order.status.in_([OrderStatus.CONFIRMED, OrderStatus.COMPLETED]),
+                    Order.status.in_(SOLD_STATUSES),
                 )
             )
         ).all()
@@ -65,7 +66,7 @@ async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
 async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Changes, now: datetime) -> None:
     """Write one batch. Seats are freed before they are taken, so the CHECK constraint
     `held_seats + sold_seats <= total_seats` holds after every statement, not only at commit."""
-    by_status: dict[str, list] = {}
+    by_status: dict[HoldStatus, list] = {}
     for hold_id, status in changes.hold_status.items():
         by_status.setdefault(status, []).append(hold_id)
     for status, ids in by_status.items():
@@ -99,7 +100,7 @@ async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Chan
                     "session_id": h.session_id,
                     "created_at": h.created_at,
                     "expires_at": h.expires_at,
-                    "closed_at": None if status == "active" else now,
+                    "closed_at": None if status == HoldStatus.ACTIVE else now,
                 }
                 for h, status in changes.new_holds.values()
             ],

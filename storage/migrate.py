@@ -1,4 +1,8 @@
-"""Run Alembic migrations programmatically (the CLI works too: `alembic -c storage/alembic.ini`)."""
+"""Run Alembic migrations programmatically (the CLI works too: `alembic -c storage/alembic.ini`), and
+report whether a database is at the newest one (`health`).
+
+Only this module imports Alembic, so category actors, which import `storage.database`, never load it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import normalise_url
 
@@ -33,3 +38,18 @@ def upgrade(url: str) -> None:
             command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+async def health(engine: AsyncEngine) -> dict:
+    """Is the database reachable, and is its schema at the newest migration?"""
+    try:
+        async with engine.connect() as conn:
+            # to_regclass is NULL when the table is missing: a reachable database that was never migrated
+            # must say so, not pass for unreachable (the query on a missing table used to raise).
+            current = None
+            if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is not None:
+                current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except Exception as exc:  # any failure here means "cannot talk to it", which is what health reports
+        return {"database": "unreachable", "migrated": False, "detail": type(exc).__name__}
+    head = head_revision()
+    return {"database": "reachable", "migrated": current == head, "revision": current, "head": head}

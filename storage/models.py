@@ -3,10 +3,12 @@
 The database guards the invariants on its own, whatever the application does:
 - `ticket_categories`: held_seats + sold_seats <= total_seats, nothing negative (CHECK);
 - the two counters are maintained by triggers from the rows of `holds` (active) and `orders`
-  (confirmed), so they always equal what those rows say (see migration 0001);
+  (confirmed or completed: `SOLD_STATUSES`), so they always equal what those rows say (see migration 0001);
 - status changes of holds and orders are checked by triggers: a hold leaves `active` once, an order
   is cancelled once; `orders.hold_id` is UNIQUE, so a hold becomes an order at most once;
 - one active hold per user and category (partial unique index).
+
+The statuses and roles are the domain's enums (`domain/vocabulary.py`), stored by value.
 """
 from __future__ import annotations
 
@@ -33,32 +35,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from domain.vocabulary import HoldStatus, OrderStatus, Role
+
 
 class Base(DeclarativeBase):
     pass
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """A PostgreSQL enum of the domain enum's values (not its member names), as migration 0001 made it."""
     return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
-
-
-class Role(str, enum.Enum):
-    ASSISTANT = "assistant"
-    ORGANIZER = "organizer"
-
-
-class HoldStatus(str, enum.Enum):
-    ACTIVE = "active"
-    CONFIRMED = "confirmed"
-    RELEASED = "released"
-    EXPIRED = "expired"
-
-
-class OrderStatus(str, enum.Enum):
-    PENDING = "pending"
-    CONFIRMED = "confirmed"
-    CANCELLED = "cancelled"
-    COMPLETED = "completed"
 
 
 class User(Base):

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.models import Event, Hold, HoldStatus, Order, TicketCategory
+from domain.vocabulary import CategoryFigures, HoldStatus
+from storage.models import Event, Hold, Order, TicketCategory
 
 
 async def get_order(engine: AsyncEngine, order_id: int):
@@ -106,7 +107,7 @@ async def stats(engine: AsyncEngine) -> dict:
                 "totalSeats": c.total_seats,
                 "heldSeats": c.held_seats,
                 "soldSeats": c.sold_seats,
-                "availableSeats": c.total_seats - c.held_seats - c.sold_seats,
+                "availableSeats": CategoryFigures(c.total_seats, c.sold_seats, c.held_seats).available,
             }
             for c in categories
         ],

@@ -5,7 +5,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.models import Role, User
+from domain.vocabulary import Role
+from storage.models import User
 
 
 class UsernameTaken(Exception):

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from domain.vocabulary import SOLD_STATUSES_SQL
 from tests.helpers import create_event, register
 
 
@@ -52,7 +53,7 @@ def db_rows(db, category_id: int) -> dict:
         held = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM holds "
                                  "WHERE category_id = :c AND status = 'active'"), {"c": category_id}).scalar()
         sold = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM orders "
-                                 "WHERE category_id = :c AND status = 'confirmed'"), {"c": category_id}).scalar()
+                                 f"WHERE category_id = :c AND status IN {SOLD_STATUSES_SQL}"), {"c": category_id}).scalar()
     return {"held": held, "sold": sold}
 
 

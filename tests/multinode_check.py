@@ -149,6 +149,8 @@ def main() -> int:
 
 def check_database(db_url: str, event_id: int, category_ids: list[int], runs: list[dict], figures: dict) -> dict:
     """The database is the truth: counters match the rows, nothing oversold, buyers were told the truth."""
+    from domain.vocabulary import SOLD_STATUSES_SQL
+
     engine = create_engine(db_url)
     out = {}
     with engine.connect() as conn:
@@ -156,7 +158,7 @@ def check_database(db_url: str, event_id: int, category_ids: list[int], runs: li
             total, held, sold = conn.execute(text(
                 "SELECT total_seats, held_seats, sold_seats FROM ticket_categories WHERE id = :c"), {"c": c}).one()
             orders = conn.execute(text(
-                "SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status = 'confirmed'"),
+                f"SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status IN {SOLD_STATUSES_SQL}"),
                 {"c": c}).scalar()
             active = conn.execute(text(
                 "SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active'"),

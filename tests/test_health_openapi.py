@@ -61,7 +61,7 @@ def test_cors_does_not_allow_other_origins(http):
     assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
 
 
-# ---- storage.database.health against real databases ------------------------------------------------
+# ---- storage.migrate.health against real databases ------------------------------------------------
 
 
 def sibling_url(url: str, name: str) -> str:
@@ -70,7 +70,8 @@ def sibling_url(url: str, name: str) -> str:
 
 
 def run_health(url: str) -> dict:
-    from storage.database import health, make_engine
+    from storage.database import make_engine
+    from storage.migrate import health
 
     async def check() -> dict:
         engine = make_engine(url, pool_size=1)

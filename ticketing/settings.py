@@ -2,12 +2,16 @@
 
 Every process of the system (Serve replicas, category actors, the CLI, tests) resolves its settings
 through this module, so the table in docs/configuration.md describes all of them.
+
+A leaf: this module imports nothing of the project, so any package may read it. `storage` does not:
+its callers pass it what it needs (the data folder).
 """
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 DEFAULT_DATA_DIR = ".ticketing"
@@ -44,7 +48,9 @@ def jwt_secret(folder: Path | None = None) -> str:
 
 @dataclass(frozen=True)
 class Tunables:
-    """Business tunables; also settable per deployment through `user_config` in serve_config.yaml."""
+    """Business tunables, the one definition: the environment gives the base (`tunables()`, read once per
+    process); `user_config` in serve_config.yaml overrides it per deployment (`merged`). Only
+    `actors.client.CategoryActors` keeps the process's current values and hands them to category actors."""
 
     hold_seconds: float = 300.0
     max_per_order: int = 10
@@ -62,6 +68,16 @@ class Tunables:
             hold_seconds=float(overrides.get("hold_seconds", self.hold_seconds)),
             max_per_order=int(overrides.get("max_per_order", self.max_per_order)),
         )
+
+    def as_dict(self) -> dict:
+        """The form category actors take (a plain dict: actors also accept partial updates)."""
+        return asdict(self)
+
+
+@cache
+def tunables() -> Tunables:
+    """The environment's tunables (TICKETING_HOLD_SECONDS, TICKETING_MAX_PER_ORDER), read once."""
+    return Tunables.from_env()
 
 
 def actor_idle_exit_seconds() -> float:
