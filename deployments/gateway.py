@@ -1,9 +1,10 @@
-"""The HTTP ingress: routes under /api, CORS, the JWT guard and error mapping.
+"""The HTTP ingress: the app (built once, with its middleware and error handlers) and the routes under /api.
 
-Each route validates its input, proves who is calling, and hands over to the service that owns the
-work (auth, users, events, order reads) through a deployment handle. Every seat change (holds, orders,
-cancellations, releases) goes from this replica straight to the category actors through `SeatDesk`:
-one hop, coalesced per category.
+Each route validates its input, proves who is calling (`deployments.identity`), and hands over to the
+service that owns the work (auth, users, events, order reads) through a deployment handle. Every seat
+change (holds, orders, cancellations, releases) goes from this replica straight to the category actors
+through `SeatDesk`: one hop, coalesced per category. Errors: `deployments.http_errors`; the OpenAPI
+document: `deployments.openapi`.
 """
 # No `from __future__ import annotations` here: Serve's class-based FastAPI view needs real annotations.
 import asyncio
@@ -12,16 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Path, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Header
+from fastapi.middleware import Middleware
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.routing import APIRoute
 from ray import serve
-from ray.exceptions import RayTaskError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments.http_errors import call, install_error_handlers
+from deployments.identity import Caller, CategoryName, EventId, MaybeCaller, OrderId
+from deployments.openapi import TicketingAPI
 from deployments.schemas import (
     EventCreateBody,
     EventUpdateBody,
@@ -33,163 +33,38 @@ from deployments.schemas import (
     ReleaseBody,
 )
 from deployments.seats import SeatDesk
-from domain.auth import Principal, VerifiedTokens, token_from_header
-from domain.errors import ApiError, error_body
+from domain.auth import VerifiedTokens
 from domain.events import on_sale_categories
-from domain.vocabulary import MAX_ID
 from ticketing import settings
 
 log = logging.getLogger(__name__)
 STATIC = FilePath(__file__).with_name("static")
 
 
-# ---- the OpenAPI document ----------------------------------------------------------------------------
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["statusCode", "message", "error"],
-    "properties": {
-        "statusCode": {"type": "integer"},
-        "message": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "error": {"type": "string"},
-    },
-}
-
-
-def api_routes(routes):
-    """Every APIRoute below `routes`. Serve's class-based view re-mounts our routes through
-    `include_router`, which FastAPI >= 0.137 keeps nested (`original_router`) instead of flattening."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif getattr(route, "original_router", None) is not None:
-            yield from api_routes(route.original_router.routes)
-
-
-def _guarded(route: APIRoute) -> bool:
-    """Does the route require a valid token (the `principal` dependency, not the optional one)?"""
-    pending = list(route.dependant.dependencies)
-    while pending:
-        dep = pending.pop()
-        if dep.call is principal:
-            return True
-        pending.extend(dep.dependencies)
-    return False
+def make_app() -> TicketingAPI:
+    """The FastAPI app with everything but the routes, which the Gateway class below declares.
+    Built once at import: `serve.ingress` serves the app it is given when the class is decorated."""
+    app = TicketingAPI(
+        title="Ticketing API",
+        version="1.0.0",
+        description="High-demand ticket on-sales: events, holds (locks) and orders. "
+        "Errors are always {statusCode, message, error}.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        middleware=[Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins(),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "Accept", "Idempotency-Key"],
+        )],
+    )
+    install_error_handlers(app)
+    return app
 
 
-def _error(description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
-
-
-class TicketingAPI(FastAPI):
-    """A FastAPI app whose OpenAPI document says what the handlers really answer: bad input is 400 with
-    {statusCode, message, error} (FastAPI alone documents 422 with its own shape), guarded routes may
-    answer 401, and health answers 503 when the database is not usable. A method, not an instance
-    attribute: `serve.ingress` serves a pickled copy of the app taken when the class is decorated."""
-
-    def openapi(self) -> dict:
-        if self.openapi_schema is None:
-            doc = get_openapi(title=self.title, version=self.version, description=self.description,
-                              routes=self.routes)
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            schemas["ErrorBody"] = ERROR_SCHEMA
-            for name in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(name, None)
-            for route in api_routes(self.routes):
-                if not route.include_in_schema:
-                    continue
-                for method in route.methods:
-                    responses = doc["paths"][route.path][method.lower()]["responses"]
-                    if responses.pop("422", None) is not None:
-                        responses["400"] = _error("Bad input")
-                    if _guarded(route):
-                        responses["401"] = _error("Missing or invalid token")
-            health = doc["paths"].get("/api/health", {}).get("get")
-            if health is not None:
-                health["responses"]["503"] = {"description": "Database unreachable or not migrated"}
-            self.openapi_schema = doc
-        return self.openapi_schema
-
-
-app = TicketingAPI(
-    title="Ticketing API",
-    version="1.0.0",
-    description="High-demand ticket on-sales: events, holds (locks) and orders. "
-    "Errors are always {statusCode, message, error}.",
-    openapi_url="/api/openapi.json",
-    docs_url="/api/docs",
-    redoc_url=None,
-)
-
-
-# ---- errors --------------------------------------------------------------------------------------
-
-
-@app.exception_handler(ApiError)
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
-
-
-@app.exception_handler(RequestValidationError)
-async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    # Field and reason only: the rejected input (a password, say) is never echoed back.
-    messages = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if p != "body")
-        messages.append(f"{where}: {err['msg']}" if where else err["msg"])
-    return JSONResponse(error_body(400, messages), status_code=400)
-
-
-@app.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    message = exc.detail if isinstance(exc.detail, str) else "Error"
-    if exc.status_code == 404 and message == "Not Found":
-        message = f"Cannot {request.method} {request.url.path}"
-    return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code)
-
-
-@app.exception_handler(Exception)
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body(500, "Internal server error"), status_code=500)
-
-
-async def call(response):
-    """Await a deployment call; an ApiError raised by the service comes back as itself."""
-    try:
-        return await response
-    except RayTaskError as exc:
-        if isinstance(exc.cause, ApiError):
-            raise exc.cause from None
-        raise
-
-
-# ---- identity --------------------------------------------------------------------------------------
-
-
-# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool,
-# a thread hop per request that cost the hold path a third of its throughput.
-async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return request.app.state.tokens.verify(token_from_header(authorization))
-
-
-async def maybe_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal | None:
-    """For public routes that show more to the right caller; a bad token means anonymous."""
-    try:
-        return await principal(request, authorization)
-    except ApiError:
-        return None
-
-
-Caller = Annotated[Principal, Depends(principal)]
-MaybeCaller = Annotated[Principal | None, Depends(maybe_principal)]
-EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
-# An event category is at most 100 characters and PostgreSQL text cannot hold NUL (it answered 500).
-CategoryName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
-OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+app = make_app()
 
 
 def health_status(report: dict) -> tuple[dict, int]:
@@ -206,15 +81,9 @@ def health_status(report: dict) -> tuple[dict, int]:
 class Gateway:
     def __init__(self, auth, users, events, orders, db_url: str, data_dir: str) -> None:
         self.auth, self.users, self.events, self.orders = auth, users, events, orders
+        # The JWT guard's verifier: the secret is known only now (deployments.identity reads it).
         app.state.tokens = VerifiedTokens(settings.jwt_secret(FilePath(data_dir)))
         self.seats = SeatDesk(db_url, settings.tunables())
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins(),
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
-            allow_headers=["Content-Type", "Authorization", "Accept", "Idempotency-Key"],
-        )
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
 
