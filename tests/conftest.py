@@ -55,8 +55,10 @@ def database_url(data_dir):
 def ray_cluster():
     import ray
 
+    from actors import NAMESPACE
+
     # address="local": always a fresh cluster of our own, even if another `ray start` cluster is running
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
              object_store_memory=256 * 2**20)
     yield ray
     ray.shutdown()
