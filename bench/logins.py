@@ -1,10 +1,10 @@
 """Logins benchmark: register + login through HTTP at 32 concurrent clients.
 
-    python bench/logins.py                       # starts the system (as the tests do) once per setting:
+    python -m bench.logins                       # starts the system (as the tests do) once per setting:
                                                  # the current default parameters, then the old baseline
-    python bench/logins.py --configs default     # only the defaults
-    python bench/logins.py --ingress haproxy     # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
-    python bench/logins.py --url http://127.0.0.1:8000   # a running system, at whatever it is configured with
+    python -m bench.logins --configs default     # only the defaults
+    python -m bench.logins --ingress haproxy     # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    python -m bench.logins --url http://127.0.0.1:8000   # a running system, at whatever it is configured with
 
 For each setting: `--users` users register (`POST /api/auth/register`, registrations/s), then each logs in
 `--rounds` times (`POST /api/auth/login`, logins/s), `--clients` requests in flight throughout, and the
@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results"
+from bench.rush import RESULTS, ROOT, free_port, percentile
 
 CONFIGS = {
     # name: argon2 settings (env); "default" sets nothing, so it measures the code's defaults
@@ -41,20 +38,6 @@ CONFIGS = {
                               "TICKETING_ARGON2_PARALLELISM": "4"},
 }
 PASSWORD = "bench-Login-pass-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
-    return values[k]
 
 
 # ---- the load --------------------------------------------------------------------------------------
@@ -188,7 +171,7 @@ def child(args) -> None:
 
 def run_config(name: str, args) -> dict:
     env = {**os.environ, **CONFIGS[name]}
-    cmd = [sys.executable, __file__, "--child", "--clients", str(args.clients), "--users", str(args.users),
+    cmd = [sys.executable, "-m", "bench.logins", "--child", "--clients", str(args.clients), "--users", str(args.users),
            "--rounds", str(args.rounds), "--noop-requests", str(args.noop_requests)]
     out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=ROOT)
     for line in out.stdout.splitlines():

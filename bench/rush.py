@@ -1,8 +1,8 @@
 """Rush benchmark: one hot category, many concurrent buyers, and the machine's ceilings measured in the
 same run so our figures can be read as ratios.
 
-    python bench/rush.py                      # default Serve proxy
-    python bench/rush.py --ingress haproxy    # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    python -m bench.rush                      # default Serve proxy
+    python -m bench.rush --ingress haproxy    # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
 
 Measures, in one process and one cluster:
   baselines  single-row committed INSERTs into the same PostgreSQL (one connection);
@@ -10,7 +10,7 @@ Measures, in one process and one cluster:
              a no-op request through the same Serve proxy (`GET /api`, wrk -c64)
   ours       committed holds/s on one category through the actor (CategoryActors, as the gateway calls it);
              holds/s through HTTP (`POST /api/holds`, wrk -c64, one buyer per request)
-and the oversell count afterwards (must be 0). Writes bench/results/rush-<ingress>-<time>.json.
+and the oversell check afterwards (ticketing.invariants: must be 0, counters = rows). Writes bench/results/rush-<ingress>-<time>.json.
 Needs `wrk` (Debian package) for the HTTP figures.
 """
 from __future__ import annotations
@@ -21,16 +21,15 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ticketing.local import free_port  # noqa: F401 (re-exported: bench.buy_path and bench.ws_fanout import it here)
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 
 WRK_HOLDS_LUA = """
@@ -67,12 +66,6 @@ function done(summary, latency, requests)
   io.write(string.format("RESULT ok=%d refused=%d\\n", total_ok, total_refused))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -216,30 +209,14 @@ def make_category(db_url: str, seats: int, buyers: int) -> tuple[int, int, list[
 def rush_through_actor(db_url: str, event: int, category: int, users: list[int], in_flight: int) -> dict:
     from actors.client import CategoryActors
     from domain.inventory import HoldRequest
+    from ticketing.rush import CallRush
 
     async def run() -> dict:
         client = CategoryActors(db_url, {"hold_seconds": 3600, "max_per_order": 10})
         await client.call(event, category, HoldRequest(users.pop(), 1))  # start and load the actor
-        latencies: list[float] = []
-        granted = refused = 0
-        queue = list(users)
-
-        async def worker() -> None:
-            nonlocal granted, refused
-            while queue:
-                user = queue.pop()
-                t = time.perf_counter()
-                result = await client.call(event, category, HoldRequest(user, 1))
-                latencies.append(time.perf_counter() - t)
-                if result.ok:
-                    granted += 1
-                else:
-                    refused += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        elapsed = time.perf_counter() - start
-        return {"per_second": len(latencies) / elapsed, "granted": granted, "refused": refused,
+        tally = await CallRush(in_flight).run(users, lambda user: client.call(event, category, HoldRequest(user, 1)))
+        latencies = tally.latencies
+        return {"per_second": len(latencies) / tally.seconds, "granted": tally.ok, "refused": tally.refused,
                 "in_flight": in_flight, "p50_ms": percentile(latencies, 50) * 1e3,
                 "p99_ms": percentile(latencies, 99) * 1e3}
 
@@ -247,21 +224,11 @@ def rush_through_actor(db_url: str, event: int, category: int, users: list[int],
 
 
 def oversell_report(db_url: str, category: int) -> dict:
-    from sqlalchemy import text
-
-    from domain.vocabulary import SOLD_STATUSES_SQL
+    """The category's seat ledger (ticketing.invariants) in the results' form."""
+    from ticketing.invariants import seat_ledger
 
     with database(db_url) as conn:
-        row = conn.execute(text(
-            "SELECT total_seats, held_seats, sold_seats, "
-            " (SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active') AS held_rows,"
-            f" (SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status IN {SOLD_STATUSES_SQL}) AS sold_rows "
-            "FROM ticket_categories WHERE id = :c"), {"c": category}).one()
-    return {
-        "total_seats": row.total_seats, "held_seats": row.held_seats, "sold_seats": row.sold_seats,
-        "oversold": max(0, row.held_rows + row.sold_rows - row.total_seats),
-        "counters_match_rows": (row.held_seats, row.sold_seats) == (row.held_rows, row.sold_rows),
-    }
+        return seat_ledger(conn, category).report()
 
 
 # ---- main ----------------------------------------------------------------------------------------------

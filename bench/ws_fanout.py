@@ -1,8 +1,8 @@
 """WebSocket fan-out benchmark: W sockets watch one event while a rush of holds hits one category.
 
-    python bench/ws_fanout.py --sockets 1000
-    python bench/ws_fanout.py --sockets 5000 --holds 5000
-    python bench/ws_fanout.py --sockets 1000 --endpoint both    # plain, then Socket.IO, in one run
+    python -m bench.ws_fanout --sockets 1000
+    python -m bench.ws_fanout --sockets 5000 --holds 5000
+    python -m bench.ws_fanout --sockets 1000 --endpoint both    # plain, then Socket.IO, in one run
 
 `--endpoint` picks the plain WebSocket endpoint (/realtime), the Socket.IO one (/socket.io/, namespace
 /realtime, WebSocket transport), or both one after the other on the same cluster, each with an event of
@@ -28,18 +28,12 @@ import json
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-RESULTS = ROOT / "bench" / "results"
-
-from rush import database, free_port, make_category, percentile  # noqa: E402  (bench/rush.py: shared set-up)
+from bench.rush import RESULTS, database, free_port, make_category, percentile  # shared set-up
 
 
 def raise_open_files(wanted: int) -> int:
@@ -101,7 +95,7 @@ class Watcher:
             self.closed = f"connect_error: {text}"
 
     async def open(self, url: str, event_id: int) -> None:
-        from lean_ws import connect
+        from bench.lean_ws import connect
 
         self.event_id = event_id
         try:
@@ -191,34 +185,15 @@ async def rush(db_url: str, event_id: int, category_id: int, users: list[int], i
     `rate` > 0 paces the calls (changes per second); 0 sends them as fast as the actor takes them."""
     from actors.client import CategoryActors
     from domain.inventory import HoldRequest, ReleaseRequest
+    from ticketing.rush import CallRush
 
     client = CategoryActors(db_url, {"hold_seconds": 3600, "max_per_order": 10})
-    queue = list(users)
-    done = {"holds": 0, "releases": 0, "refused": 0}
-    issued = 0
-
-    async def worker(make) -> None:
-        nonlocal issued
-        while queue:
-            user = queue.pop()
-            issued += 1
-            if rate:
-                await asyncio.sleep(max(0.0, start + issued / rate - time.perf_counter()))
-            result = await client.call(event_id, category_id, make(user))
-            done["refused" if not result.ok else ("holds" if make is hold else "releases")] += 1
-
-    def hold(user):
-        return HoldRequest(user, 1)
-
-    def release(user):
-        return ReleaseRequest(user)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(hold) for _ in range(in_flight)))
-    holds_s = time.perf_counter() - start
-    queue.extend(users)
-    await asyncio.gather(*(worker(release) for _ in range(in_flight)))
-    elapsed = time.perf_counter() - start
+    driver = CallRush(in_flight, rate)  # paced over both phases, from the first hold
+    holds = await driver.run(users, lambda user: client.call(event_id, category_id, HoldRequest(user, 1)))
+    holds_s = time.perf_counter() - driver.start
+    releases = await driver.run(users, lambda user: client.call(event_id, category_id, ReleaseRequest(user)))
+    elapsed = time.perf_counter() - driver.start
+    done = {"holds": holds.ok, "releases": releases.ok, "refused": holds.refused + releases.refused}
     return {**done, "seconds": elapsed, "changes_per_second": (done["holds"] + done["releases"]) / elapsed,
             "holds_per_second": done["holds"] / holds_s}
 

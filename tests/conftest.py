@@ -6,24 +6,19 @@ server in a temporary folder. Everything else is real: Ray actors, Serve's HTTP 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ticketing.local import free_port
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Every event the tests create gets its category actors at once (about 80 MB each): idle ones with no
 # active hold end after 20 s so a session of hundreds of events fits in memory (production default: never).
 os.environ.setdefault("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "20")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +55,10 @@ def database_url(data_dir):
 def ray_cluster():
     import ray
 
+    from actors import NAMESPACE
+
     # address="local": always a fresh cluster of our own, even if another `ray start` cluster is running
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="ticketing", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
              object_store_memory=256 * 2**20)
     yield ray
     ray.shutdown()
@@ -103,6 +100,16 @@ def db(database_url):
     engine = create_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def fast_users(db, jwt_secret) -> None:
+    """`tests.helpers.person()` mints users straight into the database (with tokens signed by the server's
+    secret) instead of registering them through argon2. Modules that use it say so:
+    `pytestmark = pytest.mark.usefixtures("fast_users")`; from then on `new_category` does too."""
+    from tests.helpers import use_fast_users
+
+    use_fast_users(db, jwt_secret)
 
 
 @pytest.fixture(scope="session")

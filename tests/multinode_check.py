@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import ray
 from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 SEATS = 12
 BUYERS_PER_NODE = 20
@@ -149,24 +149,18 @@ def main() -> int:
 
 def check_database(db_url: str, event_id: int, category_ids: list[int], runs: list[dict], figures: dict) -> dict:
     """The database is the truth: counters match the rows, nothing oversold, buyers were told the truth."""
-    from domain.vocabulary import SOLD_STATUSES_SQL
+    from ticketing.invariants import seat_ledger
 
     engine = create_engine(db_url)
     out = {}
     with engine.connect() as conn:
         for c in category_ids:
-            total, held, sold = conn.execute(text(
-                "SELECT total_seats, held_seats, sold_seats FROM ticket_categories WHERE id = :c"), {"c": c}).one()
-            orders = conn.execute(text(
-                f"SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c AND status IN {SOLD_STATUSES_SQL}"),
-                {"c": c}).scalar()
-            active = conn.execute(text(
-                "SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active'"),
-                {"c": c}).scalar()
+            ledger = seat_ledger(conn, c)
+            total, held, sold = ledger.total, ledger.held, ledger.sold
             told = sum(r["soldByCategory"][str(c)] for r in runs)
-            assert sold == orders == told, (c, sold, orders, told)
-            assert held == active, (c, held, active)
-            assert sold + held <= total, (c, sold, held, total)  # nothing oversold
+            assert sold == ledger.sold_rows == told, (c, sold, ledger.sold_rows, told)
+            assert held == ledger.held_rows, (c, held, ledger.held_rows)
+            assert sold + held <= total and ledger.ok, (c, ledger)  # nothing oversold
             actor = figures[str(c)]
             assert (actor["soldSeats"], actor["heldSeats"]) == (sold, held), (c, actor, sold, held)
             out[str(c)] = {"totalSeats": total, "soldSeats": sold, "heldSeats": held}

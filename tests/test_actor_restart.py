@@ -6,11 +6,11 @@ exists in the database afterwards; nothing is oversold; and the category keeps s
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 import os
 import random
 import uuid
 from collections import Counter
+from datetime import datetime
 
 import httpx
 import pytest
@@ -18,24 +18,26 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from sqlalchemy import text
 
-from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
-    fast_users,
-    person,
+from tests.helpers import (
     actor_figures,
     assert_consistent,
+    category_actor,
     db_counters,
     hold_status,
     many_buyers,
     new_category,
+    person,
     wait_until,
 )
+
+pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
 
 SEATS = 60
 BUYERS = 160
 
 
 def actor(cat: dict):
-    return ray.get_actor(f"category:{cat['event']}:{cat['category']}", namespace="ticketing")
+    return category_actor(cat["event"], cat["category"])
 
 
 def actor_pid(cat: dict) -> int:

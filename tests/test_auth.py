@@ -8,8 +8,7 @@ import time
 import jwt
 import pytest
 
-from tests.dbstate import row, scalar, unchanged
-from tests.helpers import assert_error, register, unique
+from tests.helpers import assert_error, register, row, scalar, unchanged, unique
 
 PASSWORD = "s3cret-Pass-42"
 

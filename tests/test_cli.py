@@ -37,9 +37,10 @@ def test_demo_data_creates_accounts_and_events_once(server, http):
     assert json.loads(again.stdout)["events"] == created["events"]
 
 
-def test_rush_reports_a_consistent_sale_and_prints_a_table(server, http):
+def test_rush_reports_a_consistent_sale_and_prints_a_table(server, http, database_url):
     r = run("rush", "--url", server, "--buyers", "10", "--seats", "6", "--arrival", "burst",
-            "--think-min", "0.05", "--think-max", "0.2", "--retries", "1", "--watchers", "1", "--json")
+            "--think-min", "0.05", "--think-max", "0.2", "--retries", "1", "--watchers", "1", "--json",
+            "--database-url", database_url)
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(r.stdout)
     summary, final = result["summary"], result["final"]
@@ -51,6 +52,9 @@ def test_rush_reports_a_consistent_sale_and_prints_a_table(server, http):
     # The server agrees: the organizer's orders are the seats sold, within the seats on sale.
     tickets = http.get(f"/api/events/{result['eventId']}/tickets").json()[0]
     assert tickets["reservedSeats"] == final["soldByOrders"] == summary["soldSeats"] <= 6
+    # And the database's seat ledger: counters equal the rows, nothing oversold.
+    assert final["ledger"]["countersMatchRows"] and final["ledger"]["oversold"] == 0, final["ledger"]
+    assert final["ledger"]["sold_rows"] == final["soldByOrders"]
     assert "buyers" in r.stderr  # the progress bar
 
 

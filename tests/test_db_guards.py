@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.helpers import unique
+from ticketing.invariants import read_seat_ledger
 
 
 @pytest.fixture()
@@ -47,18 +48,13 @@ def insert_order(conn, cat, quantity=1, status="confirmed", hold_id=None, user=N
 
 
 def counters(db, cat) -> tuple[int, int]:
-    with db.connect() as conn:
-        return tuple(conn.execute(text("SELECT held_seats, sold_seats FROM ticket_categories WHERE id = :c"),
-                                  {"c": cat["category"]}).one())
+    ledger = read_seat_ledger(db, cat["category"])
+    return ledger.held, ledger.sold
 
 
 def from_rows(db, category_id) -> tuple[int, int]:
-    with db.connect() as conn:
-        held = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM holds "
-                                 "WHERE category_id = :c AND status = 'active'"), {"c": category_id}).scalar()
-        sold = conn.execute(text("SELECT coalesce(sum(quantity), 0) FROM orders WHERE category_id = :c "
-                                 "AND status IN ('confirmed', 'completed')"), {"c": category_id}).scalar()
-    return held, sold
+    ledger = read_seat_ledger(db, category_id)
+    return ledger.held_rows, ledger.sold_rows
 
 
 def refused(db, action, match: str = "") -> str:

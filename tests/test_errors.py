@@ -7,8 +7,7 @@ from http import HTTPStatus
 
 import pytest
 
-from tests.dbstate import unchanged
-from tests.helpers import create_event, future, register, unique
+from tests.helpers import create_event, future, register, unchanged, unique
 
 ERROR_KEYS = {"statusCode", "message", "error"}
 

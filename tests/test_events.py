@@ -6,8 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.dbstate import row, scalar, unchanged
-from tests.helpers import assert_error, create_event, future, register, unique
+from tests.helpers import assert_error, create_event, future, register, row, scalar, unchanged, unique
 
 EVENT_KEYS = {"idEvent", "eventName", "eventCategory", "description", "eventDate", "location", "isActive",
               "createdBy", "createdAt", "updatedAt", "ticketCategories"}

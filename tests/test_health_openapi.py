@@ -9,7 +9,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import create_engine, text
 
-from tests.dbstate import execute, scalar
+from tests.helpers import execute, scalar
 
 # The routes issue 3 promises (seed §1.1-1.4 minus reserve/release); the document must list at least these.
 ISSUE_ROUTES = {

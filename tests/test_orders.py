@@ -8,17 +8,18 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.helpers import assert_error_containing as assert_error
-from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
-    fast_users,
-    person,
+from tests.helpers import (
     assert_consistent,
+    assert_error_containing,
     db_counters,
     hold_status,
     make_past,
     new_category,
     order_rows,
+    person,
 )
+
+pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
 
 
 @pytest.fixture()
@@ -69,32 +70,32 @@ def test_purchase_creates_a_confirmed_order(http, db, cat, buyer):
 
 
 def test_purchase_needs_a_login(http, db, cat):
-    assert_error(http.post("/api/orders", json={**cat["body"], "quantity": 1}), 401)
+    assert_error_containing(http.post("/api/orders", json={**cat["body"], "quantity": 1}), 401)
     assert order_rows(db, cat["category"]) == []
 
 
 @pytest.mark.parametrize("quantity", [0, -5, 11, 1001, "2", 1.5, None])
 def test_bad_quantity_is_refused_and_changes_nothing(http, db, cat, buyer, quantity):
-    assert_error(buy(http, cat, buyer, quantity), 400)
-    assert_error(http.post("/api/orders/with-lock", json={**cat["body"], "quantity": quantity},
-                           headers=buyer["headers"]), 400)
+    assert_error_containing(buy(http, cat, buyer, quantity), 400)
+    assert_error_containing(http.post("/api/orders/with-lock", json={**cat["body"], "quantity": quantity},
+                                      headers=buyer["headers"]), 400)
     assert order_rows(db, cat["category"]) == [] and db_counters(db, cat["category"])["sold"] == 0
 
 
 def test_not_enough_seats(http, db, cat, buyer):
     assert buy(http, cat, buyer, 9).status_code == 201
-    assert_error(buy(http, cat, person(), 2), 400, "Only 1 tickets left")
+    assert_error_containing(buy(http, cat, person(), 2), 400, "Only 1 tickets left")
     assert db_counters(db, cat["category"])["sold"] == 9
 
 
 def test_unknown_event_or_category(http, db, cat, buyer):
-    assert_error(http.post("/api/orders", json={"eventId": 2**31 - 1, "categoryId": cat["category"], "quantity": 1},
-                           headers=buyer["headers"]), 404, f"Event with ID {2**31 - 1} not found")
-    assert_error(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": 2**31 - 1, "quantity": 1},
-                           headers=buyer["headers"]), 404, "Ticket category not found")
+    assert_error_containing(http.post("/api/orders", json={"eventId": 2**31 - 1, "categoryId": cat["category"], "quantity": 1},
+                                      headers=buyer["headers"]), 404, f"Event with ID {2**31 - 1} not found")
+    assert_error_containing(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": 2**31 - 1, "quantity": 1},
+                                      headers=buyer["headers"]), 404, "Ticket category not found")
     other = new_category(http)
-    assert_error(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": other["category"],
-                                                 "quantity": 1}, headers=buyer["headers"]), 404)
+    assert_error_containing(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": other["category"],
+                                                            "quantity": 1}, headers=buyer["headers"]), 404)
     assert order_rows(db, other["category"]) == []
 
 
@@ -116,7 +117,7 @@ def test_order_with_lock_consumes_the_hold(http, db, cat, buyer):
     assert r.json()["lockId"] == mine["lockId"] and r.json()["totalPrice"] == "25.00"
     assert hold_status(db, mine["lockId"]) == "confirmed"
     assert db_counters(db, cat["category"]) == {"total": 10, "held": 0, "sold": 2}
-    assert_error(with_lock(http, cat, buyer, mine["lockId"]), 400, "expired or is invalid")
+    assert_error_containing(with_lock(http, cat, buyer, mine["lockId"]), 400, "expired or is invalid")
     assert len(order_rows(db, cat["category"])) == 1
     assert_consistent(db, http, cat["event"], cat["category"])
 
@@ -131,13 +132,13 @@ def test_with_lock_without_a_lock_is_a_plain_order(http, db, cat, buyer, lock_id
 def test_with_lock_refuses_someone_elses_or_unknown_or_wrong_lock(http, db, cat, buyer):
     mine = hold(http, cat, buyer, 2)
     thief = person()
-    assert_error(with_lock(http, cat, thief, mine["lockId"]), 400, "expired or is invalid")
-    assert_error(with_lock(http, cat, buyer, str(uuid.uuid4())), 400, "expired or is invalid")
-    assert_error(with_lock(http, cat, buyer, "garbage"), 400, "expired or is invalid")
-    assert_error(with_lock(http, cat, buyer, mine["lockId"], 3), 400, "does not match")
+    assert_error_containing(with_lock(http, cat, thief, mine["lockId"]), 400, "expired or is invalid")
+    assert_error_containing(with_lock(http, cat, buyer, str(uuid.uuid4())), 400, "expired or is invalid")
+    assert_error_containing(with_lock(http, cat, buyer, "garbage"), 400, "expired or is invalid")
+    assert_error_containing(with_lock(http, cat, buyer, mine["lockId"], 3), 400, "does not match")
     other = new_category(http)
-    assert_error(http.post("/api/orders/with-lock", json={**other["body"], "quantity": 2, "lockId": mine["lockId"]},
-                           headers=buyer["headers"]), 400, "expired or is invalid")
+    assert_error_containing(http.post("/api/orders/with-lock", json={**other["body"], "quantity": 2, "lockId": mine["lockId"]},
+                                      headers=buyer["headers"]), 400, "expired or is invalid")
     assert hold_status(db, mine["lockId"]) == "active"
     assert order_rows(db, cat["category"]) == [] and order_rows(db, other["category"]) == []
     assert with_lock(http, cat, buyer, mine["lockId"]).status_code == 201  # still the owner's to buy
@@ -154,7 +155,7 @@ def test_my_orders_newest_first_and_only_mine(http, cat, buyer):
     assert r.status_code == 200
     assert [o["id"] for o in r.json()] == [second["id"], first["id"]]
     assert all(o["userId"] == buyer["id"] for o in r.json())
-    assert_error(http.get("/api/orders"), 401)
+    assert_error_containing(http.get("/api/orders"), 401)
 
 
 def test_order_is_visible_to_its_owner_and_the_events_organizer_only(http, cat, buyer):
@@ -162,16 +163,16 @@ def test_order_is_visible_to_its_owner_and_the_events_organizer_only(http, cat, 
     r = http.get(f"/api/orders/{order['id']}", headers=buyer["headers"])
     assert r.status_code == 200 and r.json() == order | {"updatedAt": r.json()["updatedAt"]}
     assert http.get(f"/api/orders/{order['id']}", headers=cat["org"]["headers"]).status_code == 200
-    assert_error(http.get(f"/api/orders/{order['id']}", headers=person()["headers"]), 403)
-    assert_error(http.get(f"/api/orders/{order['id']}", headers=person("organizer")["headers"]), 403)
-    assert_error(http.get(f"/api/orders/{order['id']}"), 401)
+    assert_error_containing(http.get(f"/api/orders/{order['id']}", headers=person()["headers"]), 403)
+    assert_error_containing(http.get(f"/api/orders/{order['id']}", headers=person("organizer")["headers"]), 403)
+    assert_error_containing(http.get(f"/api/orders/{order['id']}"), 401)
 
 
 @pytest.mark.parametrize("order_id, status", [(2**63 - 1, 404), (2**63, 400), (10**19, 400), ("abc", 400),
                                               (0, 400), (-1, 400), ("1.5", 400)])
 def test_order_ids_out_of_range_are_clean_errors(http, buyer, order_id, status):
-    assert_error(http.get(f"/api/orders/{order_id}", headers=buyer["headers"]), status)
-    assert_error(http.post(f"/api/orders/{order_id}/cancel", headers=buyer["headers"]), status)
+    assert_error_containing(http.get(f"/api/orders/{order_id}", headers=buyer["headers"]), status)
+    assert_error_containing(http.post(f"/api/orders/{order_id}/cancel", headers=buyer["headers"]), status)
 
 
 def test_orders_of_an_event_are_for_its_organizer(http, cat, buyer):
@@ -180,10 +181,10 @@ def test_orders_of_an_event_are_for_its_organizer(http, cat, buyer):
     r = http.get(f"/api/orders/event/{cat['event']}", headers=cat["org"]["headers"])
     assert r.status_code == 200
     assert {o["id"] for o in r.json()} == {order["id"], other["id"]}
-    assert_error(http.get(f"/api/orders/event/{cat['event']}", headers=buyer["headers"]), 403)
-    assert_error(http.get(f"/api/orders/event/{cat['event']}", headers=person("organizer")["headers"]), 403)
-    assert_error(http.get(f"/api/orders/event/{2**31 - 1}", headers=cat["org"]["headers"]), 404)
-    assert_error(http.get("/api/orders/event/abc", headers=cat["org"]["headers"]), 400)
+    assert_error_containing(http.get(f"/api/orders/event/{cat['event']}", headers=buyer["headers"]), 403)
+    assert_error_containing(http.get(f"/api/orders/event/{cat['event']}", headers=person("organizer")["headers"]), 403)
+    assert_error_containing(http.get(f"/api/orders/event/{2**31 - 1}", headers=cat["org"]["headers"]), 404)
+    assert_error_containing(http.get("/api/orders/event/abc", headers=cat["org"]["headers"]), 400)
 
 
 def test_all_orders_are_only_the_organizers_own_events(http, cat, buyer):
@@ -195,8 +196,8 @@ def test_all_orders_are_only_the_organizers_own_events(http, cat, buyer):
     assert [o["id"] for o in r.json()] == [mine["id"]]
     assert [o["id"] for o in http.get("/api/orders/all", headers=elsewhere["org"]["headers"]).json()] == [theirs["id"]]
     assert http.get("/api/orders/all", headers=person("organizer")["headers"]).json() == []
-    assert_error(http.get("/api/orders/all", headers=buyer["headers"]), 403)
-    assert_error(http.get("/api/orders/all"), 401)
+    assert_error_containing(http.get("/api/orders/all", headers=buyer["headers"]), 403)
+    assert_error_containing(http.get("/api/orders/all"), 401)
 
 
 # ---- cancelling ------------------------------------------------------------------------------------------
@@ -204,23 +205,23 @@ def test_all_orders_are_only_the_organizers_own_events(http, cat, buyer):
 
 def test_cancel_by_owner_once(http, db, cat, buyer):
     order = buy(http, cat, buyer, 4, notes="mine").json()
-    assert_error(http.post(f"/api/orders/{order['id']}/cancel", headers=person()["headers"]), 403)
-    assert_error(http.post(f"/api/orders/{order['id']}/cancel", headers=cat["org"]["headers"]), 403)
+    assert_error_containing(http.post(f"/api/orders/{order['id']}/cancel", headers=person()["headers"]), 403)
+    assert_error_containing(http.post(f"/api/orders/{order['id']}/cancel", headers=cat["org"]["headers"]), 403)
     assert db_counters(db, cat["category"])["sold"] == 4
     r = http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"])
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "cancelled" and r.json()["id"] == order["id"]
     assert db_counters(db, cat["category"])["sold"] == 0
-    assert_error(http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"]), 400,
-                 "Only confirmed orders can be cancelled")
+    assert_error_containing(http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"]), 400,
+                            "Only confirmed orders can be cancelled")
     assert db_counters(db, cat["category"])["sold"] == 0
-    assert_error(http.post(f"/api/orders/{2**62}/cancel", headers=buyer["headers"]), 404)
+    assert_error_containing(http.post(f"/api/orders/{2**62}/cancel", headers=buyer["headers"]), 404)
     assert_consistent(db, http, cat["event"], cat["category"])
 
 
 def test_cancelled_seats_sell_again(http, db, cat, buyer):
     order = buy(http, cat, buyer, 10).json()
-    assert_error(buy(http, cat, person(), 1), 400)
+    assert_error_containing(buy(http, cat, person(), 1), 400)
     http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"])
     assert buy(http, cat, person(), 10).status_code == 201
     assert_consistent(db, http, cat["event"], cat["category"])
@@ -237,7 +238,7 @@ def test_retried_post_returns_the_first_order(http, db, cat, buyer):
     assert again.json()["id"] == first.json()["id"]
     assert len(order_rows(db, cat["category"])) == 1 and db_counters(db, cat["category"])["sold"] == 2
     # the same key with another body is an error, not a second order
-    assert_error(buy(http, cat, buyer, 3, headers=key), 422)
+    assert_error_containing(buy(http, cat, buyer, 3, headers=key), 422)
     # keys are per user: another buyer's identical key is a new order
     assert buy(http, cat, person(), 2, headers=key).status_code == 201
     assert len(order_rows(db, cat["category"])) == 2
@@ -268,7 +269,7 @@ def test_concurrent_retries_create_one_order(server, db, cat, buyer):
 
 
 def test_idempotency_key_too_long_is_refused(http, db, cat, buyer):
-    assert_error(buy(http, cat, buyer, 1, headers={"Idempotency-Key": "k" * 256}), 400)
+    assert_error_containing(buy(http, cat, buyer, 1, headers={"Idempotency-Key": "k" * 256}), 400)
     assert order_rows(db, cat["category"]) == []
 
 
@@ -278,8 +279,8 @@ def test_idempotency_key_too_long_is_refused(http, db, cat, buyer):
 def test_orders_for_a_deleted_event_are_refused(http, db, cat, buyer):
     assert buy(http, cat, buyer, 1).status_code == 201
     assert http.delete(f"/api/events/{cat['event']}", headers=cat["org"]["headers"]).status_code == 200
-    assert_error(buy(http, cat, person(), 1), 404)
-    assert_error(with_lock(http, cat, person(), None, 1), 404)
+    assert_error_containing(buy(http, cat, person(), 1), 404)
+    assert_error_containing(with_lock(http, cat, person(), None, 1), 404)
     assert db_counters(db, cat["category"])["sold"] == 1
 
 
@@ -303,8 +304,8 @@ def past_category(http, db) -> dict:
 
 def test_orders_and_holds_for_a_past_event_are_refused(http, db, buyer):
     cat = past_category(http, db)
-    assert_error(buy(http, cat, buyer, 1), 400, "already taken place")
-    assert_error(http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=buyer["headers"]), 400)
+    assert_error_containing(buy(http, cat, buyer, 1), 400, "already taken place")
+    assert_error_containing(http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=buyer["headers"]), 400)
     assert order_rows(db, cat["category"]) == [] and db_counters(db, cat["category"])["held"] == 0
 
 

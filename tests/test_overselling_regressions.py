@@ -13,20 +13,21 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.helpers import create_event
-from tests.inventory_checks import (  # noqa: F401 (fast_users is an autouse fixture)
-    fast_users,
-    person,
+from tests.helpers import (
     assert_consistent,
     configure_actor,
+    create_event,
     db_counters,
     hold_status,
     make_past,
     many_buyers,
     new_category,
     order_rows,
+    person,
     wait_until,
 )
+
+pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
 
 
 def gather(server: str, calls):

@@ -7,8 +7,7 @@ from passlib.hash import argon2
 from sqlalchemy import text
 
 from domain.auth import Argon2Params, PasswordHasher
-from tests.dbstate import scalar, unchanged
-from tests.helpers import assert_error, unique
+from tests.helpers import assert_error, scalar, unchanged, unique
 from ticketing import settings
 
 PASSWORD = "0ld-Params-Pass-7"

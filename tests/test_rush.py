@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 
-from tests.inventory_checks import assert_consistent, db_counters, many_buyers, new_category
+from tests.helpers import assert_consistent, db_counters, many_buyers, new_category
 
 SEATS = 40
 BUYERS = 200

@@ -6,8 +6,7 @@ import time
 import jwt
 import pytest
 
-from tests.dbstate import execute, scalar, unchanged
-from tests.helpers import future, register
+from tests.helpers import execute, future, register, scalar, unchanged
 
 
 def test_profile_returns_id_username_role(http):

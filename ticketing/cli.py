@@ -131,7 +131,8 @@ def cmd_rush(args) -> int:
                         think_seconds=(args.think_min, args.think_max), retries=args.retries,
                         watchers=args.watchers, seed=args.seed, warm_up=not args.cold)
     print(f"setting up an event with {config.seats} seats and {config.buyers} buyer accounts...", file=sys.stderr)
-    result = run_rush_sync(args.url, config, progress=None if args.quiet else ProgressBar())
+    result = run_rush_sync(args.url, config, progress=None if args.quiet else ProgressBar(),
+                           database_url=args.database_url)
     summary = result.summary()
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -207,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--cold", action="store_true",
                    help="no warm-up: the first buyers also wait for the category actor to start")
+    r.add_argument("--database-url", default=None,
+                   help="the system's PostgreSQL: also check its seat ledger (counters = rows, none oversold)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_rush)

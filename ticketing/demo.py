@@ -5,6 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from ticketing.accounts import register_and_login
+
 DEMO_PASSWORD = "demo-password"
 DEMO_EVENTS = [
     ("Summer Festival", "music", "Riverside Park", [("General", "45.00", 500), ("VIP", "150.00", 50)]),
@@ -14,15 +16,9 @@ DEMO_EVENTS = [
 
 
 def _login(client: httpx.Client, username: str, role: str) -> dict:
-    r = client.post("/api/auth/register", json={"username": username, "password": DEMO_PASSWORD, "role": role})
-    if r.status_code not in (201, 409):  # 409: made by an earlier run
-        raise RuntimeError(f"register {username}: {r.status_code} {r.text}")
-    r = client.post("/api/auth/login", json={"username": username, "password": DEMO_PASSWORD})
-    if r.status_code != 201:
-        raise RuntimeError(f"login {username}: {r.status_code} {r.text}")
-    headers = {"Authorization": f"Bearer {r.json()['token']}"}
-    me = client.get("/api/user", headers=headers).json()
-    return {"id": me["id"], "username": username, "role": role, "headers": headers}
+    account = register_and_login(client, DEMO_PASSWORD, role, username, existing_ok=True)  # 409: an earlier run
+    me = client.get("/api/user", headers=account["headers"]).json()
+    return {"id": me["id"], "username": username, "role": role, "headers": account["headers"]}
 
 
 def create_demo_data(url: str, *, prefix: str = "demo", users: int = 5) -> dict:

@@ -1,9 +1,11 @@
-"""A simulated on-sale rush against the HTTP API, shared by the notebooks and `ticketing rush`.
+"""The rush driver: a simulated on-sale against the HTTP API (the notebooks and `ticketing rush`), and the
+paced call loop the benchmarks drive the category actors with (`CallRush`).
 
 Buyers arrive along an arrival curve, each hold seats and then buys, walks away (the hold expires) or
 releases. A refused buyer tries again a few times, as real ones do. Watchers poll the public tickets
 endpoint meanwhile. Afterwards the outcome is checked against the server: seats sold (from the
-organizer's order list) never exceed the seats on sale, and every order a buyer was told about exists.
+organizer's order list) never exceed the seats on sale, and every order a buyer was told about exists;
+given the database URL, the seat ledger of `ticketing.invariants` (counters = rows, nothing oversold) too.
 """
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import asyncio
 import math
 import random
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import httpx
+
+from ticketing.accounts import register_and_login_async, unique
+from ticketing.invariants import SOLD_ORDER_STATUSES
 
 ARRIVALS = ("burst", "uniform", "ramp", "spike")
 BEHAVIOURS = ("buy", "abandon", "release")
@@ -168,28 +172,16 @@ def summary_table(summary: dict) -> str:
 # ---- setup -----------------------------------------------------------------------------------------
 
 
-def _unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
 async def account(client: httpx.AsyncClient, role: str, username: str | None = None,
                   password: str = PASSWORD) -> dict:
-    """Register (or reuse) an account and log in; returns {id?, username, headers}."""
-    username = username or _unique(role)
-    r = await client.post("/api/auth/register", json={"username": username, "password": password, "role": role})
-    if r.status_code not in (201, 409):
-        raise RuntimeError(f"register {username}: {r.status_code} {r.text}")
-    r = await client.post("/api/auth/login", json={"username": username, "password": password})
-    if r.status_code != 201:
-        raise RuntimeError(f"login {username}: {r.status_code} {r.text}")
-    token = r.json()["token"]
-    return {"username": username, "headers": {"Authorization": f"Bearer {token}"}}
+    """Register (or reuse) an account and log in; returns {username, headers, ...}."""
+    return await register_and_login_async(client, password, role, username, existing_ok=True)
 
 
 async def create_event(client: httpx.AsyncClient, organizer: dict, seats: int, name: str | None = None,
                        price: str = "50.00", category: str = "General") -> dict:
     body = {
-        "eventName": name or _unique("Rush"),
+        "eventName": name or unique("Rush"),
         "eventCategory": "music",
         "eventDate": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat(),
         "location": "Arena",
@@ -226,8 +218,10 @@ async def _gather_limited(factories, limit: int):
 
 
 async def run_rush(url: str, config: RushConfig | None = None, *,
-                   progress: Callable[[int, int], None] | None = None) -> RushResult:
-    """Set up an event and `config.buyers` accounts, run the rush, then read back the outcome."""
+                   progress: Callable[[int, int], None] | None = None,
+                   database_url: str | None = None) -> RushResult:
+    """Set up an event and `config.buyers` accounts, run the rush, then read back the outcome (and the
+    seat ledger from the database, if its URL is given)."""
     config = config or RushConfig()
     rng = random.Random(config.seed)
     limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
@@ -326,6 +320,8 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
             await asyncio.gather(*watchers)
         duration = time.monotonic() - t0
         final = await read_back(client, organizer, event_id, category_id, config.seats, calls)
+    if database_url:
+        final = await asyncio.to_thread(with_ledger, final, database_url, category_id)
     return RushResult(config, event_id, category_id, buyers, calls, samples, duration,
                       hold_seconds=round(granted_durations[0], 3) if granted_durations else None, final=final)
 
@@ -338,7 +334,7 @@ async def read_back(client: httpx.AsyncClient, organizer: dict, event_id: int, c
     r = await client.get(f"/api/orders/event/{event_id}", headers=organizer["headers"])
     if r.status_code != 200:
         raise RuntimeError(f"orders of event: {r.status_code} {r.text}")
-    confirmed = [o for o in r.json() if o["status"] == "confirmed"]
+    confirmed = [o for o in r.json() if o["status"] in SOLD_ORDER_STATUSES]
     sold_by_orders = sum(o["quantity"] for o in confirmed)
     told_sold = sum(c.quantity for c in calls if c.kind == "order" and c.status == 201)
     return {
@@ -354,5 +350,70 @@ async def read_back(client: httpx.AsyncClient, organizer: dict, event_id: int, c
     }
 
 
+def with_ledger(final: dict, database_url: str, category_id: int) -> dict:
+    """`final` with the database's seat ledger (counters = rows, nothing oversold) folded into `consistent`."""
+    from sqlalchemy import create_engine
+
+    from storage.database import normalise_url
+    from ticketing.invariants import read_seat_ledger
+
+    engine = create_engine(normalise_url(database_url))
+    try:
+        ledger = read_seat_ledger(engine, category_id)
+    finally:
+        engine.dispose()
+    return {**final, "ledger": ledger.as_dict(), "consistent": final["consistent"] and ledger.ok}
+
+
 def run_rush_sync(url: str, config: RushConfig | None = None, **kw) -> RushResult:
     return asyncio.run(run_rush(url, config, **kw))
+
+
+# ---- calls straight to the category actors (the benchmarks: no HTTP) ---------------------------------
+
+
+@dataclass
+class Tally:
+    """One run of `CallRush`: answers that were ok or refused, each call's latency, the run's length."""
+
+    ok: int = 0
+    refused: int = 0
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class CallRush:
+    """`in_flight` workers take items off a queue and each await `call(item)` (an answer with `.ok`, as
+    `CategoryActors.call` gives), timed. `rate` > 0 paces the calls at that many a second, counted from the
+    start of the first run over every run of this object; 0 sends them as fast as they are answered."""
+
+    def __init__(self, in_flight: int, rate: float = 0.0) -> None:
+        self.in_flight = in_flight
+        self.rate = rate
+        self.issued = 0
+        self.start: float | None = None
+
+    async def run(self, items: list, call: Callable) -> Tally:
+        queue = list(items)
+        tally = Tally()
+        if self.start is None:
+            self.start = time.perf_counter()
+
+        async def worker() -> None:
+            while queue:
+                item = queue.pop()
+                self.issued += 1
+                if self.rate:
+                    await asyncio.sleep(max(0.0, self.start + self.issued / self.rate - time.perf_counter()))
+                t = time.perf_counter()
+                result = await call(item)
+                tally.latencies.append(time.perf_counter() - t)
+                if result.ok:
+                    tally.ok += 1
+                else:
+                    tally.refused += 1
+
+        begun = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(self.in_flight)))
+        tally.seconds = time.perf_counter() - begun
+        return tally

@@ -1,0 +1,181 @@
+"""The per-category coalescing of actors/client.py (`CategoryActors.call`), without Ray or a database.
+
+The category's actor is a fake handle whose `submit.remote(requests, tunables)` returns a future the
+test answers when it chooses; `handle()` is stubbed to hand out fake actors (a successor each time the
+client forgets one). Everything else is the real client: the queue, the flush, `MAX_IN_FLIGHT`, the
+answers and the retries.
+"""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from ray.exceptions import ActorDiedError, RayActorError
+
+from actors.client import MAX_IN_FLIGHT, RETIRED_RETRIES, CategoryActors
+from domain.inventory import HoldRequest, Outcome, Refusal
+
+EVENT, CATEGORY = 7, 3
+TUNABLES = {"hold_seconds": 60.0, "max_per_order": 10}
+
+
+class FakeActor:
+    """A category actor's handle: every `submit.remote` call is a batch the test answers later."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list, asyncio.Future]] = []
+        self.submit = SimpleNamespace(remote=self._submit)
+
+    def _submit(self, requests: list, tunables: dict) -> asyncio.Future:
+        assert tunables == TUNABLES
+        future = asyncio.get_running_loop().create_future()
+        self.batches.append((list(requests), future))
+        return future
+
+    def open_batches(self) -> list[list]:
+        return [requests for requests, future in self.batches if not future.done()]
+
+    def answer(self, index: int) -> None:
+        """Answer batch `index`: each request gets an outcome that names its user (available=user_id)."""
+        requests, future = self.batches[index]
+        future.set_result([Outcome(available=r.user_id) for r in requests])
+
+
+class Actors(CategoryActors):
+    """The real client, with `handle()` giving out the fake actors in turn (no database, no Ray)."""
+
+    def __init__(self, *actors: FakeActor) -> None:
+        super().__init__("postgresql://nobody@127.0.0.1:9/none", TUNABLES)  # an engine that never connects
+        self.actors = list(actors)
+        self.handed_out: list[FakeActor] = []
+
+    async def handle(self, event_id: int, category_id: int, *, create: bool = True):
+        key = (event_id, category_id)
+        if key not in self.handles:
+            self.handles[key] = self.actors.pop(0)
+            self.handed_out.append(self.handles[key])
+        return self.handles[key]
+
+
+async def settle() -> None:
+    """Let every ready task and callback run (nothing here waits on anything but the test's futures)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def calls(client: Actors, users) -> list[asyncio.Task]:
+    return [asyncio.create_task(client.call(EVENT, CATEGORY, HoldRequest(user, 1))) for user in users]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_calls_ride_in_at_most_max_in_flight_submits_in_arrival_order():
+    async def scenario():
+        actor = FakeActor()
+        client = Actors(actor)
+        first = calls(client, range(0, 10))
+        await settle()
+        assert actor.open_batches() == [[HoldRequest(u, 1) for u in range(0, 10)]]  # one submit for ten calls
+        second = calls(client, range(10, 15))
+        await settle()
+        third = calls(client, range(15, 40))
+        await settle()
+        # Two batches in flight (MAX_IN_FLIGHT): the third wave waits, queued, for one to come back.
+        assert MAX_IN_FLIGHT == 2
+        assert [len(b) for b in actor.open_batches()] == [10, 5]
+        actor.answer(0)
+        await settle()
+        assert len(actor.open_batches()) <= MAX_IN_FLIGHT
+        assert [b for b, _ in actor.batches][2] == [HoldRequest(u, 1) for u in range(15, 40)]  # in arrival order
+        actor.answer(1)
+        actor.answer(2)
+        results = await asyncio.gather(*first, *second, *third)
+        assert len(actor.batches) == 3
+        # Every caller got its own answer.
+        assert [r.available for r in results] == list(range(40))
+        assert all(r.ok for r in results)
+
+    run(scenario())
+
+
+def test_never_more_than_max_in_flight_under_a_stream_of_calls():
+    async def scenario():
+        actor = FakeActor()
+        client = Actors(actor)
+        tasks, most = [], 0
+        for wave in range(12):
+            tasks += calls(client, range(wave * 5, wave * 5 + 5))
+            await settle()
+            most = max(most, len(actor.open_batches()))
+            if wave % 2:  # now and then the oldest open batch comes back
+                actor.answer(next(i for i, (_, f) in enumerate(actor.batches) if not f.done()))
+                await settle()
+                most = max(most, len(actor.open_batches()))
+        while actor.open_batches():
+            actor.answer(next(i for i, (_, f) in enumerate(actor.batches) if not f.done()))
+            await settle()
+            most = max(most, len(actor.open_batches()))
+        results = await asyncio.gather(*tasks)
+        assert most <= MAX_IN_FLIGHT
+        assert [r.available for r in results] == list(range(60))
+        # Every request was submitted once, in the order of arrival.
+        assert [r.user_id for requests, _ in actor.batches for r in requests] == list(range(60))
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), RayActorError()])
+def test_a_failed_submit_answers_every_caller_unavailable(error):
+    async def scenario():
+        actor = FakeActor()
+        client = Actors(actor)
+        tasks = calls(client, range(6))
+        await settle()
+        actor.batches[0][1].set_exception(error)
+        results = await asyncio.gather(*tasks)
+        assert [r.refusal for r in results] == [Refusal.UNAVAILABLE] * 6
+        # The client is not stuck: the next calls go through.
+        later = calls(client, [99])
+        await settle()
+        actor.answer(1)
+        assert (await later[0]).available == 99
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("retired", ["none", "died"])
+def test_a_retired_actor_makes_the_client_ask_its_successor(retired):
+    async def scenario():
+        old, successor = FakeActor(), FakeActor()
+        client = Actors(old, successor)
+        tasks = calls(client, range(4))
+        await settle()
+        if retired == "none":
+            old.batches[0][1].set_result(None)  # retired without deciding anything
+        else:
+            old.batches[0][1].set_exception(ActorDiedError())
+        await settle()
+        assert client.handed_out == [old, successor]
+        assert successor.open_batches() == [[HoldRequest(u, 1) for u in range(4)]]  # the same requests
+        successor.answer(0)
+        results = await asyncio.gather(*tasks)
+        assert [r.available for r in results] == [0, 1, 2, 3]
+
+    run(scenario())
+
+
+def test_successors_that_all_retire_end_in_unavailable():
+    async def scenario():
+        actors = [FakeActor() for _ in range(RETIRED_RETRIES)]
+        client = Actors(*actors)
+        tasks = calls(client, range(3))
+        for actor in actors:
+            await settle()
+            actor.batches[0][1].set_result(None)
+        results = await asyncio.gather(*tasks)
+        assert [r.refusal for r in results] == [Refusal.UNAVAILABLE] * 3
+
+    run(scenario())

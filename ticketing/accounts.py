@@ -1,0 +1,52 @@
+"""Register and log in through the HTTP API: the one client helper for the demo data, the rush driver
+and the tests (a synchronous and an asynchronous httpx client, same requests, same checks).
+
+The account comes back as {id?, username, role, password, token, headers}: `id` when this call
+registered it (a 409 "already taken" with `existing_ok` logs in to the existing account instead).
+"""
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+
+def unique(prefix: str = "user") -> str:
+    """A username (or name) no other run uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def _registered(r: httpx.Response, username: str, existing_ok: bool) -> dict:
+    if r.status_code == 201:
+        return r.json()
+    if r.status_code == 409 and existing_ok:  # made earlier (a second demo run, say): log in to it
+        return {}
+    raise RuntimeError(f"register {username}: {r.status_code} {r.text}")
+
+
+def _account(registered: dict, login: httpx.Response, username: str, role: str, password: str) -> dict:
+    if login.status_code != 201:
+        raise RuntimeError(f"login {username}: {login.status_code} {login.text}")
+    token = login.json()["token"]
+    return {"username": username, "role": role, **registered, "password": password, "token": token,
+            "headers": {"Authorization": f"Bearer {token}"}}
+
+
+def register_and_login(client: httpx.Client, password: str, role: str = "assistant", username: str | None = None,
+                       *, existing_ok: bool = False) -> dict:
+    """Register `username` (a fresh one if None) with `role`, then log in; the account as above."""
+    username = username or unique(role)
+    r = client.post("/api/auth/register", json={"username": username, "password": password, "role": role})
+    registered = _registered(r, username, existing_ok)
+    login = client.post("/api/auth/login", json={"username": username, "password": password})
+    return _account(registered, login, username, role, password)
+
+
+async def register_and_login_async(client: httpx.AsyncClient, password: str, role: str = "assistant",
+                                   username: str | None = None, *, existing_ok: bool = False) -> dict:
+    """`register_and_login` on an asynchronous client."""
+    username = username or unique(role)
+    r = await client.post("/api/auth/register", json={"username": username, "password": password, "role": role})
+    registered = _registered(r, username, existing_ok)
+    login = await client.post("/api/auth/login", json={"username": username, "password": password})
+    return _account(registered, login, username, role, password)
