@@ -10,11 +10,17 @@ deployments/realtime_hub.py). Protocol: docs/websocket.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
@@ -55,6 +61,21 @@ class RealtimeCore:
 
     def stats(self) -> dict:
         return self.hub.stats()
+
+    def http_app(self) -> Starlette:
+        """What both adapters serve besides their sockets: `GET /stats`, and a lifespan that runs the
+        hub on the replica's event loop, where the sockets live."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app):
+            self.hub.start()
+            yield
+            await self.hub.stop()
+
+        async def stats(_request: Request) -> JSONResponse:
+            return JSONResponse(self.stats())
+
+        return Starlette(routes=[Route("/stats", stats)], lifespan=lifespan)
 
     # ---- one socket ----
     def authenticate(self, token: str | None) -> Principal:

@@ -10,7 +10,6 @@ connect); long-polling only with one replica, see docs/websocket.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from urllib.parse import parse_qs
 
@@ -19,10 +18,7 @@ from engineio import packet as eio_packet
 from ray import serve
 from ray.serve.exceptions import RayServeException
 from socketio import packet as sio_packet
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse
 
 from deployments.realtime import RealtimeCore
 from deployments.realtime_hub import Session
@@ -95,7 +91,7 @@ class RealtimeSocketIO:
         self.core.reconfigure(config)
 
     def __serve_build_asgi_app__(self):
-        http = Starlette(routes=[Route("/stats", self._stats)], lifespan=self._lifespan)
+        http = self.core.http_app()
 
         async def app(scope, receive, send):
             path = _route_path(scope)
@@ -109,15 +105,6 @@ class RealtimeSocketIO:
                 await http(scope, receive, send)
 
         return app
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, _app):
-        self.core.hub.start()  # on the replica's event loop, where the sockets live
-        yield
-        await self.core.hub.stop()
-
-    async def _stats(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.core.stats())
 
     # ---- Socket.IO events of the namespace ----
     async def _connect(self, sid: str, environ: object, auth: object = None, *_rest) -> None:

@@ -11,10 +11,7 @@ import asyncio
 import contextlib
 
 from ray import serve
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from deployments.realtime import RealtimeCore
@@ -36,7 +33,7 @@ class Realtime:
         self.core.reconfigure(config)
 
     def __serve_build_asgi_app__(self):
-        http = Starlette(routes=[Route("/stats", self._stats)], lifespan=self._lifespan)
+        http = self.core.http_app()
 
         async def app(scope, receive, send):
             # Every WebSocket under the route prefix is the realtime socket ("/realtime" or "/realtime/").
@@ -46,15 +43,6 @@ class Realtime:
                 await http(scope, receive, send)
 
         return app
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, _app):
-        self.core.hub.start()  # on the replica's event loop, where the sockets live
-        yield
-        await self.core.hub.stop()
-
-    async def _stats(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.core.stats())
 
     async def _socket(self, websocket: WebSocket) -> None:
         try:
