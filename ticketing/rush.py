@@ -194,13 +194,14 @@ async def create_event(client: httpx.AsyncClient, organizer: dict, seats: int, n
 
 
 async def warm_up(client: httpx.AsyncClient, organizer: dict, event_id: int, category_id: int) -> None:
-    """One hold and its release: the category's actor is created and loaded before the on-sale opens,
-    as it is in production after the first request (a cold actor costs a process start)."""
+    """One hold and its release before the on-sale opens, so the category has been through a whole
+    hold cycle. A 404 on the release means the hold already expired (a policy's holds can last only
+    seconds on a loaded machine): its seat is free again either way."""
     r = await client.post("/api/holds", json={"eventId": event_id, "categoryId": category_id, "quantity": 1},
                           headers=organizer["headers"])
     if r.status_code == 201:
         r = await client.delete(f"/api/holds/{r.json()['lockId']}", headers=organizer["headers"])
-        if r.status_code != 200:
+        if r.status_code not in (200, 404):
             raise RuntimeError(f"warm-up release: {r.status_code} {r.text}")
 
 
