@@ -39,6 +39,15 @@ class OrderStatus(str, enum.Enum):
     COMPLETED = "completed"
 
 
+class QueueStatus(str, enum.Enum):
+    """A place in an event's waiting room: `waiting`, then `admitted` once (a shopping pass), then
+    `expired` when the shopping time is over."""
+
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    EXPIRED = "expired"
+
+
 # The orders whose seats are sold: what `ticket_categories.sold_seats` counts (migration 0001's trigger),
 # what a category actor loads, and what the invariant checks compare the counter with.
 SOLD_STATUSES: tuple[OrderStatus, ...] = (OrderStatus.CONFIRMED, OrderStatus.COMPLETED)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -35,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from domain.vocabulary import HoldStatus, OrderStatus, Role
+from domain.vocabulary import HoldStatus, OrderStatus, QueueStatus, Role
 
 
 class Base(DeclarativeBase):
@@ -72,6 +73,14 @@ class Event(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    # Sale settings (migration 0003): all optional; without them the event sells at once, as before.
+    sale_starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    queue_enabled: Mapped[bool] = mapped_column(server_default=text("false"))
+    queue_paused: Mapped[bool] = mapped_column(server_default=text("false"))
+    admission_per_minute: Mapped[int | None] = mapped_column(Integer)
+    max_shoppers: Mapped[int | None] = mapped_column(Integer)
+    shopping_minutes: Mapped[int] = mapped_column(Integer, server_default=text("10"))
+    ticket_limit: Mapped[int | None] = mapped_column(Integer)
 
     ticket_categories: Mapped[list["TicketCategory"]] = relationship(
         back_populates="event", order_by="TicketCategory.id", cascade="all, delete-orphan"
@@ -158,3 +167,39 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class EventQueue(Base):
+    """When the pre-queue of an event was drawn (put in a random order)."""
+
+    __tablename__ = "event_queues"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    drawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class QueueEntry(Base):
+    """One account's place in an event's waiting room (migration 0003 guards its transitions)."""
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (UniqueConstraint("event_id", "place", name="one_account_per_place"),)
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    arrival: Mapped[int] = mapped_column(BigInteger, Identity())
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    place: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[QueueStatus] = mapped_column(_enum(QueueStatus, "queue_status"),
+                                                server_default=QueueStatus.WAITING.value)
+    admitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pass_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BuyerTickets(Base):
+    """Seats an account holds or has bought in an event, kept by triggers (the ticket limit's guard)."""
+
+    __tablename__ = "buyer_tickets"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    tickets: Mapped[int] = mapped_column(Integer, server_default=text("0"))
