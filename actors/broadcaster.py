@@ -28,6 +28,7 @@ class Broadcaster:
         self.version = 0
         self.snapshots: dict[tuple[int, int], tuple[int, dict]] = {}
         self.notices: deque[tuple[int, str, int, dict]] = deque(maxlen=NOTICE_BACKLOG)
+        self.queues: dict[int, tuple[int, dict]] = {}  # newest waiting-room figures per event
         self.changed: asyncio.Event | None = None
 
     def _event(self) -> asyncio.Event:
@@ -44,6 +45,14 @@ class Broadcaster:
         event.set()
         return self.version
 
+    async def publish_queue(self, figures: dict, notices: list = ()) -> int:
+        """An event's waiting-room figures (`domain.queue.QueueFigures` as a dict), from its queue actor."""
+        self.version += 1
+        self.queues[figures["event_id"]] = (self.version, figures)
+        event, self.changed = self._event(), asyncio.Event()
+        event.set()
+        return self.version
+
     async def poll(self, epoch: str | None, since: int, timeout: float = 20.0) -> dict:
         """Wait until something newer than `since` exists (or `timeout`), then return it."""
         if epoch != self.epoch:
@@ -56,7 +65,9 @@ class Broadcaster:
         snapshots = [{**figures, "version": version} for version, figures in self.snapshots.values()
                      if version > since]
         notices = [(kind, user, payload) for version, kind, user, payload in self.notices if version > since]
-        return {"epoch": self.epoch, "version": self.version, "snapshots": snapshots, "notices": notices}
+        queues = [figures for version, figures in self.queues.values() if version > since]
+        return {"epoch": self.epoch, "version": self.version, "snapshots": snapshots, "notices": notices,
+                "queues": queues}
 
     async def current(self, event_id: int) -> dict:
         """The newest snapshot of each category of `event_id` published so far, with the version

@@ -29,15 +29,20 @@ from deployments.schemas import (
     LoginBody,
     OrderBody,
     OrderWithLockBody,
+    QueueControlBody,
     RegisterBody,
     ReleaseBody,
 )
 from deployments.seats import SeatDesk
+from deployments.views import queue_figures_view
+from deployments.waiting_room import QueueDesk
 from domain.auth import VerifiedTokens
 from domain.events import on_sale_categories
 from ticketing import settings
 
 log = logging.getLogger(__name__)
+# A shopping pass from the event's queue (docs/waiting-room.md), needed while the queue is on.
+QueuePass = Annotated[str | None, Header(max_length=2000, alias="X-Queue-Pass")]
 STATIC = FilePath(__file__).with_name("static")
 
 
@@ -57,7 +62,7 @@ def make_app() -> TicketingAPI:
             allow_origins=settings.cors_origins(),
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
-            allow_headers=["Content-Type", "Authorization", "Accept", "Idempotency-Key"],
+            allow_headers=["Content-Type", "Authorization", "Accept", "Idempotency-Key", "X-Queue-Pass"],
         )],
     )
     install_error_handlers(app)
@@ -84,6 +89,7 @@ class Gateway:
         # The JWT guard's verifier: the secret is known only now (deployments.identity reads it).
         app.state.tokens = VerifiedTokens(settings.jwt_secret(FilePath(data_dir)))
         self.seats = SeatDesk(db_url, settings.tunables())
+        self.waiting_room = QueueDesk(db_url, data_dir)
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
 
@@ -93,6 +99,11 @@ class Gateway:
             log.info("warmed the actors of %d categories on sale", count)
         except Exception:  # warming is an optimisation: a cold category still works
             log.warning("warming the category actors failed", exc_info=True)
+        try:  # queues admit on their own clock, so they must run without a caller
+            count = await self.waiting_room.queues.warm_queued()
+            log.info("started the queues of %d events", count)
+        except Exception:
+            log.warning("starting the queue actors failed", exc_info=True)
 
     async def _warm(self, event: dict) -> dict:
         """Create and load the actors of an event's categories on sale, so no buyer pays for it."""
@@ -100,6 +111,9 @@ class Gateway:
             await self.seats.categories.warm(event["idEvent"], on_sale_categories(event, datetime.now(timezone.utc)))
         except Exception:
             log.warning("warming the category actors of event %s failed", event["idEvent"], exc_info=True)
+        self.waiting_room.sales.forget(event["idEvent"])  # this replica sees new sale settings at once
+        if event.get("queueEnabled"):
+            await self.waiting_room.queues.figures(event["idEvent"])  # starts the queue's clock
         return event
 
     async def reconfigure(self, config: dict) -> None:
@@ -107,7 +121,8 @@ class Gateway:
 
     # -- the buy path first: routes are matched in order, and these carry a rush --
     @app.post("/api/holds", status_code=201, tags=["holds"])
-    async def create_hold(self, body: HoldBody, caller: Caller) -> dict:
+    async def create_hold(self, body: HoldBody, caller: Caller, x_queue_pass: QueuePass = None) -> dict:
+        await self.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await self.seats.hold(caller, body.eventId, body.categoryId, body.quantity)
 
     @app.get("/api/holds", tags=["holds"])
@@ -122,15 +137,17 @@ class Gateway:
     @app.post("/api/orders", status_code=201, tags=["orders"])
     async def create_order(
         self, body: OrderBody, caller: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None, x_queue_pass: QueuePass = None,
     ) -> dict:
+        await self.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
     async def create_order_with_lock(
         self, body: OrderWithLockBody, caller: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None, x_queue_pass: QueuePass = None,
     ) -> dict:
+        await self.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     # -- misc --
@@ -145,7 +162,8 @@ class Gateway:
 
     @app.get("/api/stats", tags=["misc"])
     async def stats(self) -> dict:
-        return {"service": "ticketing", "status": "active", **await call(self.orders.stats.remote())}
+        return {"service": "ticketing", "status": "active", **await call(self.orders.stats.remote()),
+                "queues": await self.waiting_room.stats()}
 
     @app.get("/live", include_in_schema=False)
     async def live_page(self) -> FileResponse:
@@ -182,9 +200,9 @@ class Gateway:
         return await call(self.events.list.remote(category=category))
 
     @app.post("/api/events/tickets/reserve", status_code=201, tags=["holds"])
-    async def reserve(self, body: HoldBody, caller: Caller) -> dict:
+    async def reserve(self, body: HoldBody, caller: Caller, x_queue_pass: QueuePass = None) -> dict:
         """Seed route, now a hold owned by the caller (released by them, or on expiry)."""
-        return await self.create_hold(body, caller)
+        return await self.create_hold(body, caller, x_queue_pass)
 
     @app.post("/api/events/tickets/release", status_code=201, tags=["holds"])
     async def release(self, body: ReleaseBody, caller: Caller) -> dict:
@@ -203,6 +221,28 @@ class Gateway:
     @app.delete("/api/events/{event_id}", tags=["events"])
     async def delete_event(self, event_id: EventId, caller: Caller) -> bool:
         return await call(self.events.delete.remote(caller, event_id))
+
+    # -- the waiting room --
+    @app.post("/api/events/{event_id}/queue", status_code=201, tags=["queue"])
+    async def join_queue(self, event_id: EventId, caller: Caller) -> dict:
+        """Join the event's queue (again: the same place). While admitted, the answer carries the pass."""
+        return await self.waiting_room.join(caller, event_id)
+
+    @app.get("/api/events/{event_id}/queue", tags=["queue"])
+    async def my_turn(self, event_id: EventId, caller: Caller) -> dict:
+        return await self.waiting_room.state(caller, event_id)
+
+    @app.get("/api/events/{event_id}/queue/figures", tags=["queue"])
+    async def queue_figures(self, event_id: EventId) -> dict:
+        return await self.waiting_room.figures(event_id)
+
+    @app.patch("/api/events/{event_id}/queue", tags=["queue"])
+    async def control_queue(self, event_id: EventId, body: QueueControlBody, caller: Caller) -> dict:
+        """The organizer's live controls: pause or resume admission, change the rate or the cap."""
+        event = await call(self.events.control_queue.remote(caller, event_id, body.model_dump(exclude_unset=True)))
+        self.waiting_room.sales.forget(event_id)
+        return {**queue_figures_view(await self.waiting_room.queues.figures(event_id)),
+                "shoppingMinutes": event["shoppingMinutes"]}
 
     @app.get("/api/events/{event_id}/tickets", tags=["events"])
     async def event_tickets(self, event_id: EventId, viewer: MaybeCaller) -> list[dict]:

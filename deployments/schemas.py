@@ -66,6 +66,15 @@ class TicketCategoryBody(Body):
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
+# Sale settings (the waiting room, docs/waiting-room.md): all optional.
+PerMinute = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+Shoppers = Annotated[StrictInt, Field(ge=1, le=10_000_000)]
+ShoppingMinutes = Annotated[StrictInt, Field(ge=1, le=24 * 60)]
+TicketLimit = Annotated[StrictInt, Field(ge=1, le=10_000)]
+SALE_FIELDS = ("saleStartsAt", "queueEnabled", "queuePaused", "admissionPerMinute", "maxShoppers",
+               "shoppingMinutes", "ticketLimit")
+
+
 class EventCreateBody(Body):
     eventName: Name
     eventCategory: ShortName
@@ -73,8 +82,20 @@ class EventCreateBody(Body):
     eventDate: datetime
     location: Name | None = None
     ticketCategories: Annotated[list[TicketCategoryBody], Field(max_length=50)] = []
+    saleStartsAt: datetime | None = None
+    queueEnabled: StrictBool = False
+    queuePaused: StrictBool = False
+    admissionPerMinute: PerMinute | None = None
+    maxShoppers: Shoppers | None = None
+    shoppingMinutes: ShoppingMinutes = 10
+    ticketLimit: TicketLimit | None = None
 
     _utc_date = field_validator("eventDate")(_utc)
+
+    @field_validator("saleStartsAt")
+    @classmethod
+    def _aware_start(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
 
 
 class EventUpdateBody(Body):
@@ -85,18 +106,36 @@ class EventUpdateBody(Body):
     eventDate: datetime | None = None
     location: Name | None = None
     isActive: StrictBool | None = None
+    # Sale settings; null clears saleStartsAt, admissionPerMinute, maxShoppers and ticketLimit.
+    saleStartsAt: datetime | None = None
+    queueEnabled: StrictBool | None = None
+    queuePaused: StrictBool | None = None
+    admissionPerMinute: PerMinute | None = None
+    maxShoppers: Shoppers | None = None
+    shoppingMinutes: ShoppingMinutes | None = None
+    ticketLimit: TicketLimit | None = None
 
-    @field_validator("eventName", "eventCategory", "eventDate", "isActive", mode="before")
+    @field_validator("eventName", "eventCategory", "eventDate", "isActive", "queueEnabled", "queuePaused",
+                     "shoppingMinutes", mode="before")
     @classmethod
     def _not_null(cls, value):
         if value is None:
             raise ValueError("may not be null")
         return value
 
-    @field_validator("eventDate")
+    @field_validator("eventDate", "saleStartsAt")
     @classmethod
     def _aware_date(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _utc(value)
+
+
+class QueueControlBody(Body):
+    """PATCH /api/events/:id/queue: an operator's live controls (any subset)."""
+
+    model_config = ConfigDict(extra="forbid")
+    queuePaused: StrictBool | None = None
+    admissionPerMinute: PerMinute | None = None
+    maxShoppers: Shoppers | None = None
 
 
 class HoldBody(Body):

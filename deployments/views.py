@@ -11,8 +11,9 @@ from decimal import Decimal
 
 from deployments.refusals import status_and_message
 from domain.inventory import ActiveHold, NewOrder, Outcome
+from domain.queue import Place, QueueFigures, estimated_wait_seconds, people_ahead
 from domain.realtime import refusal
-from domain.vocabulary import CategoryFigures, HoldStatus, OrderStatus
+from domain.vocabulary import CategoryFigures, HoldStatus, OrderStatus, QueueStatus
 from storage.models import Event, TicketCategory
 
 
@@ -139,6 +140,14 @@ def event_view(e: Event) -> dict:
         "createdAt": iso(e.created_at),
         "updatedAt": iso(e.updated_at),
         "ticketCategories": [category_view(c) for c in e.ticket_categories],
+        # sale settings (the waiting room): null / false / 10 when the organizer set none
+        "saleStartsAt": iso(e.sale_starts_at),
+        "queueEnabled": e.queue_enabled,
+        "queuePaused": e.queue_paused,
+        "admissionPerMinute": e.admission_per_minute,
+        "maxShoppers": e.max_shoppers,
+        "shoppingMinutes": e.shopping_minutes,
+        "ticketLimit": e.ticket_limit,
     }
 
 
@@ -171,3 +180,49 @@ def unlock_response(outcome: Outcome, event_id: int) -> dict:
 def _refusal(outcome: Outcome, event_id: int, quantity: object = None) -> dict:
     status, message = status_and_message(outcome, event_id, quantity)
     return refusal(message, status, outcome.available)
+
+
+# ---- the waiting room ----
+
+
+def queue_figures_view(figures: QueueFigures) -> dict:
+    """An event's waiting room for operators (`GET /api/events/:id/queue/figures`, `/api/stats`)."""
+    return {
+        "eventId": figures.event_id,
+        "queueEnabled": figures.enabled,
+        "drawn": figures.drawn,
+        "paused": figures.paused,
+        "saleStartsAt": iso(figures.sale_starts_at),
+        "queueLength": figures.length,
+        "preQueue": figures.pre_queue,
+        "waiting": figures.waiting,
+        "admitted": figures.admitted,
+        "shopping": figures.shopping,
+        "admittedLastMinute": figures.admitted_last_minute,
+        "admissionPerMinute": figures.admission_per_minute,
+        "maxShoppers": figures.max_shoppers,
+    }
+
+
+def queue_state_view(entry: Place | None, figures: QueueFigures, now: datetime, queue_pass: str | None) -> dict:
+    """A buyer's turn: status (not-joined / waiting / admitted / expired), place, people ahead, estimated
+    wait and, while admitted, the pass that holds and orders of the event need."""
+    base = {"eventId": figures.event_id, "queueLength": figures.length, "paused": figures.paused,
+            "saleStartsAt": iso(figures.sale_starts_at)}
+    if entry is None:
+        return {**base, "status": "not-joined", "place": None, "peopleAhead": None, "estimatedWaitSeconds": None}
+    status = entry.status
+    if status is QueueStatus.ADMITTED and entry.pass_expires_at is not None and entry.pass_expires_at <= now:
+        status = QueueStatus.EXPIRED  # the queue actor marks it within a second
+    state = {**base, "status": status.value, "place": entry.place}
+    if status is QueueStatus.WAITING:
+        if entry.place is None:  # the pre-queue: places are drawn when the sale starts
+            return {**state, "peopleAhead": None, "estimatedWaitSeconds": None}
+        ahead = people_ahead(entry.place, figures.admitted)
+        wait = estimated_wait_seconds(ahead, figures)
+        return {**state, "peopleAhead": ahead, "estimatedWaitSeconds": None if wait is None else round(wait)}
+    state.update(peopleAhead=0, estimatedWaitSeconds=0, admittedAt=iso(entry.admitted_at),
+                 passExpiresAt=iso(entry.pass_expires_at))
+    if status is QueueStatus.ADMITTED:
+        state["queuePass"] = queue_pass
+    return state

@@ -1,0 +1,283 @@
+"""One Ray actor per event with a queue: the single writer of that event's waiting room.
+
+Joins from every replica land in one list; one loop takes them all, writes the new places in one
+INSERT (group commit) and only then answers. The same loop, about once a second, draws the pre-queue
+when the sale starts, expires passes whose shopping time is over (and releases those buyers' holds
+through their category actors), and admits the next places at the event's rate and cap. Every step is
+committed before memory changes, so a restart reloads exactly what happened from PostgreSQL.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import asdict
+from datetime import datetime, timedelta, timezone
+
+import ray
+
+from actors.broadcaster import Publisher, broadcaster
+from actors.client import CategoryActors
+from domain.inventory import ReleaseRequest
+from domain.queue import AdmissionMeter, Place, QueueFigures, draw
+from domain.vocabulary import QueueStatus
+from storage import queue_store
+from storage.database import make_engine
+from storage.queue_store import EventSale
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0
+MAX_JOINS_PER_BATCH = 5000
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class QueueClosed(Exception):
+    """The event is unknown, deleted, over, or has no queue."""
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class EventQueue:
+    def __init__(self, db_url: str, event_id: int) -> None:
+        self.db_url = db_url
+        self.event_id = event_id
+        self.engine = make_engine(db_url, pool_size=1, max_overflow=1)
+        self.sale: EventSale | None = None
+        self.entries: dict[int, Place] = {}
+        self.pre_queue: list[int] = []  # joined before the draw, in arrival order
+        self.waiting: deque[int] = deque()  # with a place, in place order
+        self.shopping: dict[int, datetime] = {}  # admitted, pass not yet expired
+        self.drawn = False
+        self.next_place = 1
+        self.admitted = 0
+        self.recent: deque[float] = deque()  # monotonic times of admissions in the last minute
+        self.meter = AdmissionMeter()
+        self.joins: list[tuple[int, asyncio.Future]] = []
+        self.wakeup: asyncio.Event | None = None
+        self.loop_task: asyncio.Task | None = None
+        self.loaded = False
+        self.load_lock: asyncio.Lock | None = None
+        self.categories = CategoryActors(db_url)
+        self.publisher = Publisher(_publish_queue)
+        self.last_published: QueueFigures | None = None
+
+    # ---- public methods ----
+    async def join(self, user_ids: list[int]) -> tuple[list[Place] | None, QueueFigures]:
+        """Each account's place (a new one, or the one it already has), once written. None: the queue is
+        closed (event unknown, deleted, over, or without a queue)."""
+        await self._ensure_running()
+        if not self._open():
+            return None, self.figures_now()
+        futures = []
+        for user_id in user_ids:
+            if user_id in self.entries:
+                futures.append(None)
+                continue
+            future = asyncio.get_running_loop().create_future()
+            self.joins.append((user_id, future))
+            futures.append(future)
+        if any(futures):
+            self.wakeup.set()
+            await asyncio.gather(*(f for f in futures if f is not None))
+        if any(user_id not in self.entries for user_id in user_ids):
+            return None, self.figures_now()  # closed while they waited
+        return [self.entries[user_id] for user_id in user_ids], self.figures_now()
+
+    async def state(self, user_id: int) -> tuple[Place | None, QueueFigures]:
+        await self._ensure_running()
+        return self.entries.get(user_id), self.figures_now()
+
+    async def figures(self) -> QueueFigures:
+        await self._ensure_running()
+        return self.figures_now()
+
+    async def refresh(self) -> QueueFigures:
+        """Re-read the sale settings after an organizer or operator changed them (applies at once)."""
+        await self._ensure_running()
+        async with self.engine.connect() as conn:
+            self.sale = await queue_store.event_sale(conn, self.event_id)
+        self.wakeup.set()
+        return self.figures_now()
+
+    # ---- state ----
+    def _open(self) -> bool:
+        sale = self.sale
+        return (sale is not None and sale.active and sale.settings.queue_enabled
+                and sale.event_date > _now())
+
+    def figures_now(self) -> QueueFigures:
+        settings = self.sale.settings if self.sale else None
+        cutoff = time.monotonic() - 60.0
+        while self.recent and self.recent[0] < cutoff:
+            self.recent.popleft()
+        return QueueFigures(
+            event_id=self.event_id,
+            enabled=self._open(),
+            drawn=self.drawn,
+            paused=bool(settings and settings.queue_paused),
+            sale_starts_at=settings.sale_starts_at if settings else None,
+            pre_queue=len(self.pre_queue),
+            waiting=len(self.waiting),
+            admitted=self.admitted,
+            shopping=len(self.shopping),
+            admitted_last_minute=len(self.recent),
+            admission_per_minute=settings.admission_per_minute if settings else None,
+            max_shoppers=settings.max_shoppers if settings else None,
+        )
+
+    async def _ensure_running(self) -> None:
+        if self.loop_task is None:
+            self.wakeup = asyncio.Event()
+            self.load_lock = asyncio.Lock()
+            self.loop_task = asyncio.get_running_loop().create_task(self._run())
+        if not self.loaded:
+            async with self.load_lock:
+                if not self.loaded:
+                    await self._load()
+                    self.loaded = True
+
+    async def _load(self) -> None:
+        """Everything from PostgreSQL: after a start, a restart, or a failed step."""
+        async with self.engine.connect() as conn:
+            self.sale = await queue_store.event_sale(conn, self.event_id)
+            drawn_at, places = await queue_store.load_places(conn, self.event_id)
+        self.drawn = drawn_at is not None
+        self.entries = {p.user_id: p for p in places}
+        self.pre_queue = [p.user_id for p in places if p.place is None]
+        self.waiting = deque(p.user_id for p in places if p.place is not None and p.status is QueueStatus.WAITING)
+        self.shopping = {p.user_id: p.pass_expires_at for p in places
+                         if p.status is QueueStatus.ADMITTED and p.pass_expires_at is not None}
+        self.admitted = sum(1 for p in places if p.status is not QueueStatus.WAITING)
+        self.next_place = max((p.place for p in places if p.place is not None), default=0) + 1
+        log.info("queue of event %s loaded: %s", self.event_id, self.figures_now())
+
+    # ---- the loop ----
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), TICK_SECONDS)
+            except TimeoutError:
+                pass
+            self.wakeup.clear()
+            try:
+                await self._step()
+            except Exception:  # never let the loop die: reload the truth and carry on
+                log.exception("queue step of event %s failed; reloading", self.event_id)
+                joins, self.joins = self.joins, []
+                try:
+                    await self._load()
+                except Exception:  # noqa: BLE001 - the database is away: answer and retry next tick
+                    log.exception("reload of queue %s failed", self.event_id)
+                for user_id, future in joins:
+                    if not future.done():
+                        if user_id in self.entries:
+                            future.set_result(None)
+                        else:
+                            future.set_exception(RuntimeError("queue unavailable, please retry"))
+            self._publish()
+
+    async def _step(self) -> None:
+        now = _now()
+        if self._open() and not self.drawn and self.sale.settings.started(now):
+            await self._draw(now)  # first: whoever joins from the start on queues behind the pre-queue
+        await self._take_joins()
+        if not self._open():
+            return
+        await self._expire(now)
+        if self.drawn:
+            await self._admit(now)
+
+    async def _take_joins(self) -> None:
+        batch, self.joins = self.joins[:MAX_JOINS_PER_BATCH], self.joins[MAX_JOINS_PER_BATCH:]
+        if self.joins:
+            self.wakeup.set()
+        if not batch:
+            return
+        if not self._open():
+            for _, future in batch:
+                future.set_result(None)
+            return
+        now = _now()
+        new: dict[int, int | None] = {}
+        next_place = self.next_place
+        for user_id, _ in batch:
+            if user_id not in self.entries and user_id not in new:
+                new[user_id] = next_place if self.drawn else None
+                if self.drawn:
+                    next_place += 1
+        if new:
+            async with self.engine.begin() as conn:
+                inserted = await queue_store.add_places(conn, self.event_id, list(new.items()), now)
+            if len(inserted) != len(new):  # someone else wrote (another instance?): the database knows
+                raise RuntimeError("queue entries out of step with the database")
+            for user_id, place in new.items():
+                self.entries[user_id] = Place(user_id, place, QueueStatus.WAITING)
+                (self.waiting.append if place is not None else self.pre_queue.append)(user_id)
+            self.next_place = next_place
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _draw(self, now: datetime) -> None:
+        """The sale starts: the pre-queue in a uniformly random order, places 1..n."""
+        order = draw(self.pre_queue)
+        first = self.next_place  # 1: nobody has a place before the draw
+        async with self.engine.begin() as conn:
+            await queue_store.record_draw(conn, self.event_id, order, first, now)
+        for index, user_id in enumerate(order):
+            self.entries[user_id] = Place(user_id, first + index, QueueStatus.WAITING)
+        self.waiting.extend(order)
+        self.next_place = first + len(order)
+        self.pre_queue = []
+        self.drawn = True
+        log.info("queue of event %s drawn: %d places", self.event_id, len(order))
+
+    async def _expire(self, now: datetime) -> None:
+        over = [user_id for user_id, expires_at in self.shopping.items() if expires_at <= now]
+        if not over:
+            return
+        async with self.engine.begin() as conn:
+            await queue_store.expire(conn, self.event_id, over)
+            holds = await queue_store.active_holds_of(conn, self.event_id, over)
+        for user_id in over:
+            del self.shopping[user_id]
+            entry = self.entries[user_id]
+            self.entries[user_id] = Place(user_id, entry.place, QueueStatus.EXPIRED, entry.admitted_at,
+                                          entry.pass_expires_at)
+        # The shopping time is over: their unconfirmed holds go back on sale.
+        await asyncio.gather(*(self.categories.call(self.event_id, category_id, ReleaseRequest(user_id))
+                               for category_id, user_id in holds), return_exceptions=True)
+
+    async def _admit(self, now: datetime) -> None:
+        settings = self.sale.settings
+        count = self.meter.due(time.monotonic(), len(self.waiting), len(self.shopping),
+                               settings.admission_per_minute, settings.max_shoppers, settings.queue_paused)
+        if count <= 0:
+            return
+        chosen = [self.waiting[i] for i in range(count)]
+        expires_at = now + timedelta(minutes=settings.shopping_minutes)
+        async with self.engine.begin() as conn:
+            await queue_store.admit(conn, self.event_id, chosen, now, expires_at)
+        self.meter.spend(count, settings.admission_per_minute)
+        stamp = time.monotonic()
+        for user_id in chosen:
+            self.waiting.popleft()
+            entry = self.entries[user_id]
+            self.entries[user_id] = Place(user_id, entry.place, QueueStatus.ADMITTED, now, expires_at)
+            self.shopping[user_id] = expires_at
+            self.recent.append(stamp)
+        self.admitted += count
+
+    def _publish(self) -> None:
+        figures = self.figures_now()
+        if figures != self.last_published:
+            self.last_published = figures
+            self.publisher.publish(asdict(figures), [])
+
+
+def _publish_queue(figures: dict, notices: list):
+    """Queue figures to the broadcaster (the realtime replicas push each socket its own position)."""
+    return broadcaster().publish_queue.remote(figures)

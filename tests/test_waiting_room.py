@@ -1,0 +1,305 @@
+"""The waiting room through real HTTP, Ray actors and PostgreSQL: sale settings, joining, the draw,
+admission in order, passes on holds and orders, operators' controls, and durability."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+import ray
+
+from actors import NAMESPACE, queue_actor_name
+from tests.helpers import assert_error, assert_error_containing, many_buyers, person, row, scalar, unchanged, wait_until
+
+pytestmark = pytest.mark.usefixtures("fast_users")
+
+
+def soon(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
+def queued_event(http, org=None, seats: int = 50, **sale) -> dict:
+    org = org or person("organizer")
+    body = {"eventName": "Queued", "eventCategory": "music", "eventDate": soon(30 * 86400),
+            "ticketCategories": [{"categoryName": "General", "price": "10.00", "totalSeats": seats},
+                                 {"categoryName": "Balcony", "price": "20.00", "totalSeats": seats}],
+            "queueEnabled": True, **sale}
+    r = http.post("/api/events", json=body, headers=org["headers"])
+    assert r.status_code == 201, r.text
+    event = r.json()
+    return {"org": org, "id": event["idEvent"], "event": event,
+            "categories": [c["id"] for c in event["ticketCategories"]]}
+
+
+def join(http, buyer, event_id) -> dict:
+    r = http.post(f"/api/events/{event_id}/queue", headers=buyer["headers"])
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def turn(http, buyer, event_id) -> dict:
+    r = http.get(f"/api/events/{event_id}/queue", headers=buyer["headers"])
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def admitted_order(db, event_id) -> list[int]:
+    with db.connect() as conn:
+        from sqlalchemy import text
+        return list(conn.execute(text("SELECT user_id FROM queue_entries WHERE event_id = :e AND status <> 'waiting' "
+                                      "ORDER BY admitted_at, place"), {"e": event_id}).scalars())
+
+
+# ---- sale settings ---------------------------------------------------------------------------------
+
+
+def test_sale_settings_are_kept_and_shown(http):
+    start = soon(3600)
+    q = queued_event(http, saleStartsAt=start, admissionPerMinute=120, maxShoppers=30, shoppingMinutes=7,
+                     ticketLimit=4)
+    e = q["event"]
+    assert (e["queueEnabled"], e["admissionPerMinute"], e["maxShoppers"], e["shoppingMinutes"], e["ticketLimit"]) \
+        == (True, 120, 30, 7, 4)
+    assert datetime.fromisoformat(e["saleStartsAt"]) == datetime.fromisoformat(start)
+    r = http.put(f"/api/events/{q['id']}", json={"admissionPerMinute": 60, "maxShoppers": None},
+                 headers=q["org"]["headers"])
+    assert r.status_code == 200, r.text
+    assert (r.json()["admissionPerMinute"], r.json()["maxShoppers"]) == (60, None)
+
+
+def test_an_event_without_settings_sells_as_before(http):
+    org = person("organizer")
+    r = http.post("/api/events", json={"eventName": "Plain", "eventCategory": "music", "eventDate": soon(86400),
+                                       "ticketCategories": [{"categoryName": "G", "price": 1, "totalSeats": 5}]},
+                  headers=org["headers"])
+    e = r.json()
+    assert (e["queueEnabled"], e["saleStartsAt"], e["shoppingMinutes"], e["ticketLimit"]) == (False, None, 10, None)
+    buyer = person()
+    r = http.post("/api/holds", json={"eventId": e["idEvent"], "categoryId": e["ticketCategories"][0]["id"],
+                                      "quantity": 1}, headers=buyer["headers"])
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"queueEnabled": True}, "A queue needs admissionPerMinute, maxShoppers or both"),
+    ({"queueEnabled": True, "admissionPerMinute": 0}, None),
+    ({"shoppingMinutes": 0}, None),
+    ({"ticketLimit": -1}, None),
+    ({"saleStartsAt": "not a date"}, None),
+    ({"queueEnabled": "yes", "maxShoppers": 5}, None),
+])
+def test_bad_sale_settings_are_refused(http, db, body, message):
+    org = person("organizer")
+    full = {"eventName": "Bad", "eventCategory": "music", "eventDate": soon(86400), **body}
+    with unchanged(db):
+        assert_error(http.post("/api/events", json=full, headers=org["headers"]), 400, message)
+
+
+def test_switching_the_queue_on_without_a_way_in_is_refused(http, db):
+    org = person("organizer")
+    e = http.post("/api/events", json={"eventName": "E", "eventCategory": "m", "eventDate": soon(86400)},
+                  headers=org["headers"]).json()
+    with unchanged(db):
+        assert_error(http.put(f"/api/events/{e['idEvent']}", json={"queueEnabled": True}, headers=org["headers"]),
+                     400, "A queue needs admissionPerMinute, maxShoppers or both")
+
+
+def test_a_sale_that_has_not_started_refuses_holds_without_a_queue(http, db):
+    org = person("organizer")
+    e = http.post("/api/events", json={"eventName": "Later", "eventCategory": "m", "eventDate": soon(86400),
+                                       "saleStartsAt": soon(3600),
+                                       "ticketCategories": [{"categoryName": "G", "price": 1, "totalSeats": 5}]},
+                  headers=org["headers"]).json()
+    buyer = person()
+    body = {"eventId": e["idEvent"], "categoryId": e["ticketCategories"][0]["id"], "quantity": 1}
+    assert_error(http.post("/api/holds", json=body, headers=buyer["headers"]), 403,
+                 f"The sale of event {e['idEvent']} has not started yet")
+    assert scalar(db, "SELECT count(*) FROM holds WHERE event_id = :e", e=e["idEvent"]) == 0
+
+
+# ---- joining, passes, admission ----------------------------------------------------------------------
+
+
+def test_join_admit_and_shop_with_a_pass(http, db):
+    q = queued_event(http, admissionPerMinute=600)
+    buyer, other = person(), person()
+    first = join(http, buyer, q["id"])
+    assert first["status"] in ("waiting", "admitted") and first["place"] == 1
+    again = join(http, buyer, q["id"])
+    assert again["place"] == 1  # one place per account
+    state = wait_until(lambda: (s := turn(http, buyer, q["id"]))["status"] == "admitted" and s, timeout=30)
+    assert state["queuePass"] and state["passExpiresAt"]
+    body = {"eventId": q["id"], "categoryId": q["categories"][0], "quantity": 2}
+    # no pass, someone else's pass, a forged pass: 403 that says where to queue, and nothing changes
+    assert_error_containing(http.post("/api/holds", json=body, headers=buyer["headers"]), 403,
+                            f"POST /api/events/{q['id']}/queue")
+    assert_error_containing(http.post("/api/holds", json=body,
+                                      headers={**other["headers"], "X-Queue-Pass": state["queuePass"]}),
+                            403, "another account")
+    assert_error_containing(http.post("/api/holds", json=body,
+                                      headers={**buyer["headers"], "X-Queue-Pass": state["queuePass"][:-3] + "abc"}),
+                            403, "not valid")
+    assert_error_containing(http.post("/api/orders", json=body, headers=buyer["headers"]), 403, "queue")
+    assert scalar(db, "SELECT count(*) FROM holds WHERE event_id = :e", e=q["id"]) == 0
+    with_pass = {**buyer["headers"], "X-Queue-Pass": state["queuePass"]}
+    hold = http.post("/api/holds", json=body, headers=with_pass)
+    assert hold.status_code == 201, hold.text
+    order = http.post("/api/orders/with-lock", json={**body, "lockId": hold.json()["lockId"]}, headers=with_pass)
+    assert order.status_code == 201, order.text
+    # a pass is for one event only
+    other_event = queued_event(http, admissionPerMinute=600)
+    assert_error_containing(http.post("/api/holds", json={**body, "eventId": other_event["id"],
+                                                          "categoryId": other_event["categories"][0]},
+                                      headers=with_pass), 403, "not for event")
+
+
+@pytest.mark.parametrize("path", ["/api/events/{e}/queue", "/api/events/{e}/queue/figures"])
+def test_joining_a_queue_that_does_not_exist(http, db, path):
+    buyer = person()
+    plain = http.post("/api/events", json={"eventName": "P", "eventCategory": "m", "eventDate": soon(86400)},
+                      headers=person("organizer")["headers"]).json()["idEvent"]
+    with unchanged(db):
+        assert_error(http.post(f"/api/events/{plain}/queue", headers=buyer["headers"]), 400,
+                     f"Event {plain} has no queue: buy directly")
+        assert_error(http.post("/api/events/999999999/queue", headers=buyer["headers"]), 404,
+                     "Event with ID 999999999 not found")
+        assert_error(http.post("/api/events/abc/queue", headers=buyer["headers"]), 400)
+        assert_error(http.post(f"/api/events/{plain}/queue"), 401)
+
+
+def test_deleted_and_past_events_have_no_queue(http, db):
+    q = queued_event(http, maxShoppers=5)
+    buyer = person()
+    r = http.delete(f"/api/events/{q['id']}", headers=q["org"]["headers"])
+    assert r.status_code == 200
+    assert_error(http.post(f"/api/events/{q['id']}/queue", headers=buyer["headers"]), 404)
+    assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e", e=q["id"]) == 0
+
+
+def test_the_pre_queue_is_drawn_then_arrivals_queue_in_order(http, db, jwt_secret):
+    q = queued_event(http, saleStartsAt=soon(3600), admissionPerMinute=6000)
+    early = many_buyers(db, jwt_secret, 30)
+    for b in early:
+        state = join(http, b, q["id"])
+        assert state["status"] == "waiting" and state["place"] is None
+    assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status <> 'waiting'", e=q["id"]) == 0
+    # the organizer brings the sale forward to now: the queue applies it at once and draws
+    r = http.put(f"/api/events/{q['id']}", json={"saleStartsAt": soon(0)}, headers=q["org"]["headers"])
+    assert r.status_code == 200, r.text
+    wait_until(lambda: scalar(db, "SELECT drawn_at FROM event_queues WHERE event_id = :e", e=q["id"]), timeout=30)
+    late = many_buyers(db, jwt_secret, 5)
+    late_places = [join(http, b, q["id"])["place"] for b in late]
+    assert late_places == list(range(31, 36))
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                              e=q["id"]) == 35, timeout=60)
+    places = [row(db, "SELECT place FROM queue_entries WHERE event_id = :e AND user_id = :u",
+                  e=q["id"], u=b["id"])["place"] for b in early]
+    assert sorted(places) == list(range(1, 31))
+    assert places != list(range(1, 31))  # shuffled (1 chance in 30! to fail)
+    # admitted in place order
+    with db.connect() as conn:
+        from sqlalchemy import text
+        rows = conn.execute(text("SELECT place, admitted_at FROM queue_entries WHERE event_id = :e ORDER BY place"),
+                            {"e": q["id"]}).all()
+    assert [r.admitted_at for r in rows] == sorted(r.admitted_at for r in rows)
+
+
+def test_thousands_of_concurrent_joins_get_distinct_places(http, db, jwt_secret, server):
+    q = queued_event(http, maxShoppers=1)
+    buyers = many_buyers(db, jwt_secret, 2000)
+
+    async def rush():
+        gate = asyncio.Semaphore(100)  # httpx's pool slows down quadratically with thousands queued in it
+        async with httpx.AsyncClient(base_url=server, timeout=120, limits=httpx.Limits(max_connections=100)) as client:
+            async def one(b):
+                async with gate:
+                    r = await client.post(f"/api/events/{q['id']}/queue", headers=b["headers"])
+                assert r.status_code == 201, r.text
+                return r.json()["place"]
+            # everyone twice, at once: the second join answers the same place
+            return await asyncio.gather(*(one(b) for b in buyers + buyers))
+
+    places = asyncio.run(rush())
+    first, second = places[:2000], places[2000:]
+    assert first == second
+    assert sorted(first) == list(range(1, 2001))
+    assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e", e=q["id"]) == 2000
+
+
+def test_cap_admits_as_shoppers_leave_and_holds_are_released_when_time_is_up(http, db, jwt_secret):
+    q = queued_event(http, maxShoppers=2, shoppingMinutes=1)
+    buyers = many_buyers(db, jwt_secret, 3)
+    for b in buyers:
+        join(http, b, q["id"])
+    wait_until(lambda: turn(http, buyers[1], q["id"])["status"] == "admitted", timeout=30)
+    third = turn(http, buyers[2], q["id"])
+    assert third["status"] == "waiting" and third["peopleAhead"] == 0
+    # the first buyer holds seats, then their shopping time runs out (moved forward in the database and
+    # the queue actor restarted, as a minute is long for a test)
+    state = turn(http, buyers[0], q["id"])
+    h = http.post("/api/holds", json={"eventId": q["id"], "categoryId": q["categories"][1], "quantity": 2},
+                  headers={**buyers[0]["headers"], "X-Queue-Pass": state["queuePass"]})
+    assert h.status_code == 201, h.text
+    with db.begin() as conn:
+        from sqlalchemy import text
+        conn.execute(text("UPDATE queue_entries SET pass_expires_at = now() WHERE event_id = :e AND user_id = :u"),
+                     {"e": q["id"], "u": buyers[0]["id"]})
+    ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=False)
+    wait_until(lambda: turn(http, buyers[0], q["id"])["status"] == "expired", timeout=30)
+    wait_until(lambda: scalar(db, "SELECT status FROM holds WHERE id = :h", h=h.json()["lockId"]) == "released",
+               timeout=30)
+    wait_until(lambda: turn(http, buyers[2], q["id"])["status"] == "admitted", timeout=30)
+    # a pass past its expiry (signed like the real ones) is refused
+    from domain.passes import issue_pass
+    stale = issue_pass(buyers[0]["id"], q["id"], datetime.now(timezone.utc) - timedelta(seconds=5), jwt_secret)
+    assert_error_containing(http.post("/api/holds", json={"eventId": q["id"], "categoryId": q["categories"][0],
+                                                          "quantity": 1},
+                                      headers={**buyers[0]["headers"], "X-Queue-Pass": stale}),
+                            403, "expired")
+
+
+def test_operators_pause_resume_and_read_figures(http, db, jwt_secret):
+    q = queued_event(http, admissionPerMinute=6000)
+    org = q["org"]
+    r = http.patch(f"/api/events/{q['id']}/queue", json={"queuePaused": True}, headers=org["headers"])
+    assert r.status_code == 200, r.text and r.json()["paused"] is True
+    buyers = many_buyers(db, jwt_secret, 5)
+    for b in buyers:
+        join(http, b, q["id"])
+    figures = http.get(f"/api/events/{q['id']}/queue/figures").json()
+    assert (figures["paused"], figures["waiting"], figures["admitted"]) == (True, 5, 0)
+    assert turn(http, buyers[4], q["id"])["peopleAhead"] == 4
+    # only the owner controls it
+    assert_error(http.patch(f"/api/events/{q['id']}/queue", json={"queuePaused": False},
+                            headers=person("organizer")["headers"]), 403)
+    assert_error(http.patch(f"/api/events/{q['id']}/queue", json={"admissionPerMinute": -3},
+                            headers=org["headers"]), 400)
+    assert_error(http.patch(f"/api/events/{q['id']}/queue", json={"bogus": 1}, headers=org["headers"]), 400)
+    r = http.patch(f"/api/events/{q['id']}/queue", json={"queuePaused": False, "admissionPerMinute": 600},
+                   headers=org["headers"])
+    assert r.status_code == 200 and r.json()["admissionPerMinute"] == 600
+    wait_until(lambda: http.get(f"/api/events/{q['id']}/queue/figures").json()["admitted"] == 5, timeout=30)
+    stats = http.get("/api/stats").json()
+    mine = [s for s in stats["queues"] if s["eventId"] == q["id"]]
+    assert mine and mine[0]["admitted"] == 5 and mine[0]["shopping"] == 5
+
+
+def test_killing_the_queue_actor_keeps_every_place_and_admission(http, db, jwt_secret):
+    q = queued_event(http, admissionPerMinute=240)  # 4 a second
+    buyers = many_buyers(db, jwt_secret, 40)
+    places = {b["id"]: join(http, b, q["id"])["place"] for b in buyers}
+    for _ in range(3):  # killed mid-admission, three times
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                                  e=q["id"]) > 0, timeout=30)
+        ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=False)
+    assert {b["id"]: join(http, b, q["id"])["place"] for b in buyers} == places
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                              e=q["id"]) == 40, timeout=60)
+    with db.connect() as conn:
+        from sqlalchemy import text
+        rows = conn.execute(text("SELECT place, admitted_at FROM queue_entries WHERE event_id = :e ORDER BY place"),
+                            {"e": q["id"]}).all()
+    assert [r.admitted_at for r in rows] == sorted(r.admitted_at for r in rows)  # never out of order
+    assert Counter(places.values()) == Counter(range(1, 41))
