@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Header, Request
 from fastapi.middleware import Middleware
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 
+from deployments.abuse import Action, EdgeLimits
 from deployments.http_errors import call, install_error_handlers
 from deployments.identity import Caller, CategoryName, EventId, MaybeCaller, OrderId
 from deployments.openapi import TicketingAPI
@@ -84,6 +85,8 @@ class Gateway:
         # The JWT guard's verifier: the secret is known only now (deployments.identity reads it).
         app.state.tokens = VerifiedTokens(settings.jwt_secret(FilePath(data_dir)))
         self.seats = SeatDesk(db_url, settings.tunables())
+        # Abuse limits (deployments.abuse): checked in this replica before any work; user_config tunes them.
+        self.limits = EdgeLimits()
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
 
@@ -103,11 +106,13 @@ class Gateway:
         return event
 
     async def reconfigure(self, config: dict) -> None:
+        self.limits.configure(config)
         await self.seats.categories.configure(config)
 
     # -- the buy path first: routes are matched in order, and these carry a rush --
     @app.post("/api/holds", status_code=201, tags=["holds"])
-    async def create_hold(self, body: HoldBody, caller: Caller) -> dict:
+    async def create_hold(self, body: HoldBody, caller: Caller, request: Request) -> dict:
+        self.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         return await self.seats.hold(caller, body.eventId, body.categoryId, body.quantity)
 
     @app.get("/api/holds", tags=["holds"])
@@ -121,16 +126,20 @@ class Gateway:
     # -- orders (fixed paths before /{id}) --
     @app.post("/api/orders", status_code=201, tags=["orders"])
     async def create_order(
-        self, body: OrderBody, caller: Caller,
+        self, body: OrderBody, caller: Caller, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict:
+        # A purchase without a hold takes seats as a hold does: the same limit, or it would be the way round it.
+        self.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
     async def create_order_with_lock(
-        self, body: OrderWithLockBody, caller: Caller,
+        self, body: OrderWithLockBody, caller: Caller, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict:
+        if not body.lockId:  # no hold to confirm: a purchase, which takes seats
+            self.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     # -- misc --
@@ -153,11 +162,13 @@ class Gateway:
 
     # -- auth & user --
     @app.post("/api/auth/register", status_code=201, tags=["auth"])
-    async def register(self, body: RegisterBody) -> dict:
+    async def register(self, body: RegisterBody, request: Request) -> dict:
+        self.limits.check(Action.REGISTER, request, account=body.username)
         return await call(self.auth.register.remote(body.username, body.password, body.role))
 
     @app.post("/api/auth/login", status_code=201, tags=["auth"])
-    async def login(self, body: LoginBody) -> dict:
+    async def login(self, body: LoginBody, request: Request) -> dict:
+        self.limits.check(Action.LOGIN, request, account=body.username)
         return await call(self.auth.login.remote(body.username, body.password))
 
     @app.get("/api/user", tags=["user"])
@@ -182,9 +193,9 @@ class Gateway:
         return await call(self.events.list.remote(category=category))
 
     @app.post("/api/events/tickets/reserve", status_code=201, tags=["holds"])
-    async def reserve(self, body: HoldBody, caller: Caller) -> dict:
+    async def reserve(self, body: HoldBody, caller: Caller, request: Request) -> dict:
         """Seed route, now a hold owned by the caller (released by them, or on expiry)."""
-        return await self.create_hold(body, caller)
+        return await self.create_hold(body, caller, request)
 
     @app.post("/api/events/tickets/release", status_code=201, tags=["holds"])
     async def release(self, body: ReleaseBody, caller: Caller) -> dict:
