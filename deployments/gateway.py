@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Header, Request
 from fastapi.middleware import Middleware
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 
+from deployments.abuse import Action, EdgeLimits
 from deployments.http_errors import call, install_error_handlers
 from deployments.identity import Caller, CategoryName, EventId, MaybeCaller, OrderId
 from deployments.openapi import TicketingAPI
@@ -90,6 +91,8 @@ class Gateway:
         app.state.tokens = VerifiedTokens(settings.jwt_secret(FilePath(data_dir)))
         self.seats = SeatDesk(db_url, settings.tunables())
         self.waiting_room = QueueDesk(db_url, data_dir)
+        # Abuse limits (deployments.abuse): checked in this replica before any work; user_config tunes them.
+        self.limits = EdgeLimits()
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
 
@@ -117,11 +120,14 @@ class Gateway:
         return event
 
     async def reconfigure(self, config: dict) -> None:
+        self.limits.configure(config)
         await self.seats.categories.configure(config)
 
     # -- the buy path first: routes are matched in order, and these carry a rush --
     @app.post("/api/holds", status_code=201, tags=["holds"])
-    async def create_hold(self, body: HoldBody, caller: Caller, x_queue_pass: QueuePass = None) -> dict:
+    async def create_hold(self, body: HoldBody, caller: Caller, request: Request,
+                          x_queue_pass: QueuePass = None) -> dict:
+        self.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         await self.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await self.seats.hold(caller, body.eventId, body.categoryId, body.quantity)
 
@@ -136,17 +142,21 @@ class Gateway:
     # -- orders (fixed paths before /{id}) --
     @app.post("/api/orders", status_code=201, tags=["orders"])
     async def create_order(
-        self, body: OrderBody, caller: Caller,
+        self, body: OrderBody, caller: Caller, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None, x_queue_pass: QueuePass = None,
     ) -> dict:
+        # A purchase without a hold takes seats as a hold does: the same limit, or it would be the way round it.
+        self.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         await self.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
     @app.post("/api/orders/with-lock", status_code=201, tags=["orders"])
     async def create_order_with_lock(
-        self, body: OrderWithLockBody, caller: Caller,
+        self, body: OrderWithLockBody, caller: Caller, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None, x_queue_pass: QueuePass = None,
     ) -> dict:
+        if not body.lockId:  # no hold to confirm: a purchase, which takes seats
+            self.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         await self.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await self.seats.order(caller, body.model_dump(), idempotency_key)
 
@@ -171,11 +181,13 @@ class Gateway:
 
     # -- auth & user --
     @app.post("/api/auth/register", status_code=201, tags=["auth"])
-    async def register(self, body: RegisterBody) -> dict:
+    async def register(self, body: RegisterBody, request: Request) -> dict:
+        self.limits.check(Action.REGISTER, request, account=body.username)
         return await call(self.auth.register.remote(body.username, body.password, body.role))
 
     @app.post("/api/auth/login", status_code=201, tags=["auth"])
-    async def login(self, body: LoginBody) -> dict:
+    async def login(self, body: LoginBody, request: Request) -> dict:
+        self.limits.check(Action.LOGIN, request, account=body.username)
         return await call(self.auth.login.remote(body.username, body.password))
 
     @app.get("/api/user", tags=["user"])
@@ -200,9 +212,9 @@ class Gateway:
         return await call(self.events.list.remote(category=category))
 
     @app.post("/api/events/tickets/reserve", status_code=201, tags=["holds"])
-    async def reserve(self, body: HoldBody, caller: Caller, x_queue_pass: QueuePass = None) -> dict:
+    async def reserve(self, body: HoldBody, caller: Caller, request: Request, x_queue_pass: QueuePass = None) -> dict:
         """Seed route, now a hold owned by the caller (released by them, or on expiry)."""
-        return await self.create_hold(body, caller, x_queue_pass)
+        return await self.create_hold(body, caller, request, x_queue_pass)
 
     @app.post("/api/events/tickets/release", status_code=201, tags=["holds"])
     async def release(self, body: ReleaseBody, caller: Caller) -> dict:
@@ -224,8 +236,9 @@ class Gateway:
 
     # -- the waiting room --
     @app.post("/api/events/{event_id}/queue", status_code=201, tags=["queue"])
-    async def join_queue(self, event_id: EventId, caller: Caller) -> dict:
+    async def join_queue(self, event_id: EventId, caller: Caller, request: Request) -> dict:
         """Join the event's queue (again: the same place). While admitted, the answer carries the pass."""
+        self.limits.check(Action.QUEUE_JOIN, request, account=caller.user_id)
         return await self.waiting_room.join(caller, event_id)
 
     @app.get("/api/events/{event_id}/queue", tags=["queue"])

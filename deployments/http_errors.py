@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+    retry_after = getattr(exc, "retry_after", None)  # TooManyRequests: when to come back
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -46,3 +46,16 @@ class Conflict(ApiError):
 
 class Unavailable(ApiError):
     status = 503
+
+
+class TooManyRequests(ApiError):
+    """Past an abuse limit (domain.limits): 429, and `Retry-After` whole seconds at the edge."""
+
+    status = 429
+
+    def __init__(self, message: str | list[str], retry_after: int = 1, status: int | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after, self.status))

@@ -19,6 +19,13 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Every event the tests create gets its category actors at once (about 80 MB each): idle ones with no
 # active hold end after 20 s so a session of hundreds of events fits in memory (production default: never).
 os.environ.setdefault("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "20")
+# The suite registers, logs in and holds hundreds of times from 127.0.0.1: abuse limits off for the session.
+# tests/test_abuse_limits.py turns the production ones on through the Gateway's user_config (live) and
+# off again; its simulated clients each send their own address in the header a trusted proxy would set.
+os.environ.setdefault("TICKETING_RATE_LIMITS", "off")
+os.environ.setdefault("TICKETING_CLIENT_ADDRESS_HEADER", "X-Forwarded-For")
+# On the HAProxy ingress (CI's second command): half-finished requests time out as under `ticketing serve`.
+os.environ.setdefault("RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S", "60")
 
 
 @pytest.fixture(scope="session")

@@ -106,6 +106,16 @@ def test_serve_dry_run_prints_the_config_it_would_run(tmp_path):
     assert not (tmp_path / "pgdata").exists()  # a dry run starts nothing
 
 
+def test_serve_on_haproxy_times_out_half_finished_requests():
+    from ticketing.cli import ingress_environment
+
+    env = ingress_environment("haproxy")
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    # Above the WebSocket ping intervals (20 s plain, 25 s Socket.IO), far below Ray's hour.
+    assert 25 < int(env["RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"]) <= 120
+    assert ingress_environment("default") == {}
+
+
 def test_db_stop_without_a_database_says_so(tmp_path):
     r = run("db-stop", "--data-dir", str(tmp_path))
     assert r.returncode == 0 and "no embedded PostgreSQL" in r.stdout

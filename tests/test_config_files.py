@@ -91,10 +91,28 @@ def test_user_config_goes_to_reconfigure_with_known_tunables(serve_config, built
     assert ("ticketing", "Gateway") in with_user_config
     for (app, name), user_config in with_user_config.items():
         assert hasattr(built_deployments[app][name].func_or_class, "reconfigure"), name
-        assert set(user_config) <= known, (name, user_config)
+        # The abuse limits are the Gateway's own (it takes the limited HTTP requests).
+        extra = {"rate_limits"} if (app, name) == ("ticketing", "Gateway") else set()
+        assert set(user_config) <= known | extra, (name, user_config)
     # All of them may create category actors: the same tunables everywhere, or an actor's hold
     # duration would depend on which deployment touched the category first.
-    assert len({tuple(sorted(u.items())) for u in with_user_config.values()}) == 1, with_user_config
+    tunables = [{k: v for k, v in u.items() if k in known} for u in with_user_config.values()]
+    assert len({tuple(sorted(t.items())) for t in tunables}) == 1, with_user_config
+
+
+def test_gateway_rate_limits_are_the_documented_defaults(serve_config):
+    """serve_config.yaml's rate_limits block parses, and says what domain.limits' defaults say (so the file,
+    the code and docs/operations.md's table cannot drift apart silently)."""
+    from domain.limits import Limits
+
+    gateway = next(d for d in ticketing_app(serve_config)["deployments"] if d["name"] == "Gateway")
+    block = gateway["user_config"]["rate_limits"]
+    assert Limits.off().merged(block).rates == Limits().rates
+    assert Limits().describe() == block
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    for action, scopes in block.items():
+        for scope, rate in scopes.items():
+            assert f"| `{action}` | {scope} | {rate} |" in docs, (action, scope, rate)
 
 
 def test_deployments_ask_for_little_cpu_and_scale_where_stateless(serve_config):

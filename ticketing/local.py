@@ -135,12 +135,16 @@ def start_local(
     dashboard: bool = True,
     config_path: Path | str | None = None,
     timeout: float = 300,
+    rate_limits: str | dict | None = "off",
 ) -> LocalSystem:
     """Start a fresh Ray instance in this process, Serve on `port`, and deploy serve_config.yaml.
 
     The database is `database_url`, else DATABASE_URL, else the embedded server in `data_dir`. The URL
     and the data folder are put in the environment before Ray starts, so every Ray worker (replicas,
     category actors, other applications in the file) inherits them.
+
+    `rate_limits` replaces the Gateway's abuse limits (user_config `rate_limits`): off by default here,
+    because a rush simulated from this machine is thousands of buyers at one address; None keeps the file's.
     """
     import ray
     from ray import serve
@@ -164,6 +168,8 @@ def start_local(
                          database_url=os.environ["DATABASE_URL"],
                          config_path=Path(config_path) if config_path else None, embedded=embedded,
                          dashboard_url=f"http://{context.dashboard_url}" if context.dashboard_url else None)
+    if rate_limits is not None:
+        tunables = {**(tunables or {}), "rate_limits": rate_limits}
     try:
         system.deploy(tunables, timeout=timeout)
     except BaseException:

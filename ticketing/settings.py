@@ -86,6 +86,24 @@ def actor_idle_exit_seconds() -> float:
     return float(os.environ.get("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "0"))
 
 
+def rate_limits() -> str | None:
+    """`TICKETING_RATE_LIMITS`: abuse limits laid over the defaults of `domain.limits`, as text
+    (`"hold.address=40 + 10/min, login.account=off"`, or `"off"`); user_config's `rate_limits` wins."""
+    return os.environ.get("TICKETING_RATE_LIMITS") or None
+
+
+def client_address_header() -> str | None:
+    """`TICKETING_CLIENT_ADDRESS_HEADER`: the header (e.g. X-Forwarded-For) in which a trusted load balancer
+    puts the client's address; its last hop is used. Unset: the peer address the ingress sees. `none`:
+    no trustworthy address, so no per-address limits (docs/operations.md, "Abuse limits and slow clients")."""
+    return os.environ.get("TICKETING_CLIENT_ADDRESS_HEADER", "").strip() or None
+
+
+def haproxy_ingress() -> bool:
+    """Serve's HAProxy ingress is on (RAY_SERVE_ENABLE_HA_PROXY=1, as `ticketing serve` sets it)."""
+    return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
 def jwt_ttl_seconds() -> int:
     return int(os.environ.get("JWT_EXPIRES_SECONDS", "3600"))
 
