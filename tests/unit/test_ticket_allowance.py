@@ -6,7 +6,8 @@ hands them to the inventory as an `Allowance`; these tests play that part.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -14,6 +15,8 @@ from domain.inventory import (
     ActiveHold,
     Allowance,
     CancelRequest,
+    CategoryInfo,
+    CategoryInventory,
     ConfirmRequest,
     HoldRequest,
     PurchaseRequest,
@@ -22,7 +25,33 @@ from domain.inventory import (
     ReleaseSessionRequest,
     SoldOrder,
 )
-from tests.unit.test_inventory import ALICE, BOB, CAROL, NOW, committed, hold, make, seats
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+ALICE, BOB, CAROL = 1, 2, 3
+
+
+def make(total: int = 10, *, holds=(), orders=(), max_per_order: int = 10) -> CategoryInventory:
+    info = CategoryInfo(event_id=7, category_id=70, event_name="Gig", category_name="General",
+                        price=Decimal("12.50"), total_seats=total, event_date=NOW + timedelta(days=30),
+                        event_active=True, category_active=True, ticket_limit=4)
+    return CategoryInventory(info, list(holds), list(orders), hold_seconds=60, max_per_order=max_per_order)
+
+
+def hold(inv, user, quantity, now=NOW):
+    return inv.apply(HoldRequest(user, quantity), now)
+
+
+def committed(inv) -> None:
+    """Pretend the batch was written (new orders get ids), as the actor does after commit."""
+    changes = inv.take_changes()
+    for i, order in enumerate(changes.new_orders):
+        order.id = 100 + i
+    inv.committed(changes)
+
+
+def seats(inv) -> tuple[int, int, int]:
+    return inv.held, inv.sold, inv.available
+
 
 # ---- Allowance on its own ------------------------------------------------------------------------------
 
