@@ -265,7 +265,8 @@ class CategoryInventory:
         counts before deciding, in one statement in key order, so nothing else is locked afterwards."""
         users = {r.user_id for r in requests if not isinstance(r, ReleaseSessionRequest)}
         sessions = {r.session_id for r in requests if isinstance(r, ReleaseSessionRequest)}
-        users.update(h.user_id for h in self.holds.values() if h.session_id in sessions or h.expires_at <= now)
+        if sessions or ((due := self.next_expiry()) is not None and due <= now):  # else no hold to scan
+            users.update(h.user_id for h in self.holds.values() if h.session_id in sessions or h.expires_at <= now)
         return users
 
     def allow(self, allowance: Allowance | None) -> None:
