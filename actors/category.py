@@ -4,6 +4,10 @@ Requests from every replica land in one queue. A single loop takes everything th
 in arrival order against the in-memory inventory (domain.inventory), writes the whole batch to
 PostgreSQL in one transaction (group commit) and only then answers. A restart re-runs __init__, and the
 first call reloads the inventory from PostgreSQL, where expired holds are expired at once.
+
+When the event has a per-account ticket limit, the batch's buyers' counts across the whole event are
+locked first and the batch is decided and written in that same transaction (`_decide_and_write`), so
+category actors of one event that share a buyer take turns on that buyer.
 """
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from actors import metrics
 from actors.broadcaster import Publisher
-from domain.inventory import CategoryInventory, Changes, Outcome, Refusal, Request, refuse
+from domain.inventory import Allowance, CategoryInventory, Changes, Outcome, Refusal, Request, refuse
 from storage.database import make_engine
-from storage.inventory_store import CategoryMissing, StaleWrite, load_category, write_changes
+from storage.inventory_store import CategoryMissing, StaleWrite, load_category, lock_buyers, write_changes
 from ticketing import settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class TicketCategory:
         self.last_activity = time.monotonic()
         self.retired = False
         self.publisher = Publisher()
+        self.batches_retried = 0  # batches whose transaction failed and were retried one by one
 
     # ---- public methods ----
     async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[Outcome] | None:
@@ -192,15 +197,11 @@ class TicketCategory:
             if self.inventory is not None:  # watchers learn at once that a deleted event is off sale
                 self.publisher.publish(self.inventory.figures(), [])
         started = time.perf_counter()
-        now = _now()
-        inventory = self.inventory
-        inventory.expire_due(now)
-        outcomes = [inventory.apply(request, now) for request, _ in batch]
-        changes = inventory.take_changes()
         try:
-            await self._write(changes, now)
+            outcomes, changes = await self._decide_and_write([request for request, _ in batch], _now())
         except (DBAPIError, StaleWrite) as exc:
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
+            self.batches_retried += 1
             outcomes = await self._one_by_one(batch)
             changes = Changes()  # already published per request
         for (request, future), outcome in zip(batch, outcomes):
@@ -212,12 +213,40 @@ class TicketCategory:
         if changes:
             self._publish(changes)
 
-    async def _write(self, changes: Changes, now: datetime) -> None:
-        if not changes:
-            return
+    async def _decide_and_write(self, requests: list[Request], now: datetime) -> tuple[list[Outcome], Changes]:
+        """Decide `requests` in arrival order and make the decisions durable.
+
+        An event without a ticket limit takes the short path: decide in memory, then write in one
+        transaction (nothing more is read). With a limit, one transaction locks the counts of every buyer
+        the batch may touch (across all the event's categories) and re-reads the limit, the batch is
+        decided against what each buyer may still take, written, and committed: a buyer's seats in other
+        categories cannot change in between, because their actors wait for the same locks.
+
+        An actor that does not know of a limit (set without a refresh) takes the short path, and the
+        database's guard (`ticket_limit_per_account`) refuses a write past it: the batch fails, and the
+        one-by-one retry reloads the category, limit included."""
+        inventory = self.inventory
+        buyers = inventory.buyers_touched(requests, now) if inventory.info.ticket_limit is not None else set()
+        if not buyers:
+            inventory.expire_due(now)
+            outcomes = [inventory.apply(request, now) for request in requests]
+            changes = inventory.take_changes()
+            if changes:
+                async with self.engine.begin() as conn:
+                    await write_changes(conn, inventory.info, changes, now)
+                inventory.committed(changes)
+            return outcomes, changes
         async with self.engine.begin() as conn:
-            await write_changes(conn, self.inventory.info, changes, now)
-        self.inventory.committed(changes)
+            limit, tickets = await lock_buyers(conn, self.event_id, buyers)
+            inventory.info.ticket_limit = limit  # the organizer may change it during the sale
+            inventory.allow(None if limit is None else Allowance(limit, tickets))
+            inventory.expire_due(now)
+            outcomes = [inventory.apply(request, now) for request in requests]
+            changes = inventory.take_changes()
+            if changes:
+                await write_changes(conn, inventory.info, changes, now)
+        inventory.committed(changes)
+        return outcomes, changes
 
     async def _one_by_one(self, batch) -> list[Outcome]:
         """After a failed batch: reload the truth, then give each request its own transaction so one
@@ -225,17 +254,12 @@ class TicketCategory:
         await self._load()
         outcomes = []
         for request, future in batch:
-            now = _now()
-            self.inventory.expire_due(now)
-            outcome = self.inventory.apply(request, now)
-            changes = self.inventory.take_changes()
             try:
-                await self._write(changes, now)
+                [outcome], changes = await self._decide_and_write([request], _now())
             except IntegrityError as exc:
-                duplicate_key = "one_order_per_idempotency_key" in str(exc.orig)
-                outcome = refuse(Refusal.DUPLICATE_IDEMPOTENCY_KEY if duplicate_key else Refusal.CONFLICT)
                 changes = Changes()
                 await self._load()
+                outcome = integrity_refusal(exc, self.inventory)
             except (DBAPIError, StaleWrite):
                 # Outcome unknown to us (the connection may have died mid-commit): a clean 503, then the
                 # truth is reloaded; if that fails too, the loop answers the rest with 503.
@@ -280,6 +304,18 @@ class TicketCategory:
                 "message": "Your order has been cancelled. Tickets are now available again.",
             }))
         return notices
+
+
+def integrity_refusal(exc: IntegrityError, inventory: CategoryInventory | None) -> Outcome:
+    """A request's write that the rules allowed was refused by the database, and `inventory` is the
+    truth reloaded since: a reused idempotency key, the event's ticket limit (set or lowered while the
+    request was decided: the reload knows it now), or any other conflict (retrying may succeed)."""
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if constraint == "one_order_per_idempotency_key" or "one_order_per_idempotency_key" in str(exc.orig):
+        return refuse(Refusal.DUPLICATE_IDEMPOTENCY_KEY)
+    if constraint == "ticket_limit_per_account" and inventory is not None and inventory.info.ticket_limit:
+        return refuse(Refusal.TICKET_LIMIT, inventory.available, inventory.info.ticket_limit)
+    return refuse(Refusal.CONFLICT)
 
 
 class _Refresh:

@@ -25,6 +25,7 @@ _ANSWERS: dict[Refusal, tuple[int, str]] = {
     Refusal.NOT_CANCELLABLE: (400, "Only confirmed orders can be cancelled"),
     Refusal.NOT_YOUR_ORDER: (403, "You can only cancel your own orders"),
     Refusal.DUPLICATE_IDEMPOTENCY_KEY: (409, "duplicate idempotency key"),
+    Refusal.TICKET_LIMIT: (400, "You can buy at most {limit} tickets for this event"),
     Refusal.CONFLICT: (409, "Request conflicts with the current state; try again"),
     Refusal.UNAVAILABLE: (503, "Service temporarily unavailable, please retry"),
 }

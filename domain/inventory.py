@@ -4,6 +4,10 @@ cancellations, in arrival order, against the category's current state.
 `CategoryInventory` is pure: it never touches the database. Each decision that changes something is
 recorded in a `Changes` object; the category actor writes a whole batch of them in one transaction and
 only then answers. If that write fails, the actor reloads the inventory from PostgreSQL (the truth).
+
+An event may limit the seats one account holds or buys across all its categories (`ticket_limit`). One
+category cannot see the others, so the actor hands the inventory an `Allowance` per batch: what each
+buyer of the batch may still take, read from the database under a lock on those buyers' counts.
 """
 from __future__ import annotations
 
@@ -80,6 +84,7 @@ class CategoryInfo:
     event_date: datetime
     event_active: bool
     category_active: bool
+    ticket_limit: int | None = None  # seats one account may hold or buy in the event (all categories)
 
 
 @dataclass
@@ -148,6 +153,7 @@ class Refusal(enum.Enum):
     NOT_CANCELLABLE = "not_cancellable"
     NOT_YOUR_ORDER = "not_your_order"
     DUPLICATE_IDEMPOTENCY_KEY = "duplicate_idempotency_key"
+    TICKET_LIMIT = "ticket_limit"  # the account would pass the event's ticket limit (limit)
     CONFLICT = "conflict"  # the database refused a write the rules allowed; retrying may succeed
     UNAVAILABLE = "unavailable"  # outcome unknown (actor restarting, database down): retry
 
@@ -161,7 +167,7 @@ class Outcome:
     order: NewOrder | None = None
     released: int = 0  # seats released
     available: int | None = None
-    limit: int | None = None  # the bound a refused quantity broke: max per order, or the hold's size
+    limit: int | None = None  # the bound broken: max per order, the hold's size, or the event's ticket limit
 
     @property
     def ok(self) -> bool:
@@ -170,6 +176,38 @@ class Outcome:
 
 def refuse(refusal: Refusal, available: int | None = None, limit: int | None = None) -> Outcome:
     return Outcome(refusal=refusal, available=available, limit=limit)
+
+
+# ---- the per-account ticket limit of an event --------------------------------------------------------
+
+
+@dataclass
+class Allowance:
+    """The event's ticket limit and, for each buyer of one batch, the seats they hold or have bought in
+    all the event's categories, kept up to date as the batch decides. Valid only while those counts
+    stay locked in the database, i.e. for one batch."""
+
+    limit: int
+    tickets: dict[int, int]  # user → seats held or bought in the event; every buyer of the batch
+
+    def left(self, user_id: int) -> int:
+        """Seats the buyer may still take (0 when a lowered limit is below what they already have)."""
+        if user_id not in self.tickets:
+            # No count was read for this buyer, so nothing proves any seat fits: a bug upstream.
+            raise KeyError(f"no ticket count read for user {user_id}")
+        return max(0, self.limit - self.tickets[user_id])
+
+    def fits(self, user_id: int, quantity: int) -> bool:
+        return quantity <= self.left(user_id)
+
+    def take(self, user_id: int, quantity: int) -> None:
+        self.tickets[user_id] += quantity
+
+    def give_back(self, user_id: int, quantity: int) -> None:
+        """Seats freed in the same batch (release, expiry, cancellation). The batch's write frees seats
+        before it takes any, so a later request of the batch may use them."""
+        if user_id in self.tickets:
+            self.tickets[user_id] -= quantity
 
 
 # ---- the rules -------------------------------------------------------------------------------------
@@ -195,6 +233,7 @@ class CategoryInventory:
         self._expiry_heap = [(h.expires_at, h.id) for h in holds]
         heapq.heapify(self._expiry_heap)
         self.changes = Changes()
+        self.allowance: Allowance | None = None  # this batch's, when the event has a ticket limit
 
     # -- figures --
     @property
@@ -220,8 +259,23 @@ class CategoryInventory:
         return self._expiry_heap[0][0] if self._expiry_heap else None
 
     # -- batch bookkeeping --
+    def buyers_touched(self, requests: list[Request], now: datetime) -> set[int]:
+        """Every account whose seats in the event this batch may change (a superset): the callers, the
+        owners of the holds of an ending session and of the holds due to expire. The actor locks their
+        counts before deciding, in one statement in key order, so nothing else is locked afterwards."""
+        users = {r.user_id for r in requests if not isinstance(r, ReleaseSessionRequest)}
+        sessions = {r.session_id for r in requests if isinstance(r, ReleaseSessionRequest)}
+        if sessions or ((due := self.next_expiry()) is not None and due <= now):  # else no hold to scan
+            users.update(h.user_id for h in self.holds.values() if h.session_id in sessions or h.expires_at <= now)
+        return users
+
+    def allow(self, allowance: Allowance | None) -> None:
+        """What each buyer of the coming batch may still take (None: no limit); ends with the batch."""
+        self.allowance = allowance
+
     def take_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
+        self.allowance = None
         return changes
 
     def committed(self, changes: Changes) -> None:
@@ -252,10 +306,25 @@ class CategoryInventory:
             return refuse(Refusal.BAD_QUANTITY, limit=self.max_per_order)
         return None
 
+    def _limit_refusal(self, user_id: int, quantity: int) -> Outcome | None:
+        if self.allowance is None or self.allowance.fits(user_id, quantity):
+            return None
+        return refuse(Refusal.TICKET_LIMIT, self.available, self.allowance.limit)
+
+    def _take_allowance(self, user_id: int, quantity: int) -> None:
+        if self.allowance is not None:
+            self.allowance.take(user_id, quantity)
+
+    def _give_back_allowance(self, user_id: int, quantity: int) -> None:
+        if self.allowance is not None:
+            self.allowance.give_back(user_id, quantity)
+
     def _close_hold(self, hold: ActiveHold, status: HoldStatus) -> None:
         del self.holds[hold.id]
         del self.hold_of_user[hold.user_id]
         self.held -= hold.quantity
+        if status != HoldStatus.CONFIRMED:  # a confirmed hold's seats move into its order
+            self._give_back_allowance(hold.user_id, hold.quantity)
         if hold.id in self.changes.new_holds:  # created in this same batch: insert it closed
             self.changes.new_holds[hold.id] = (hold, status)
         else:
@@ -268,8 +337,11 @@ class CategoryInventory:
             return refusal
         if req.user_id in self.hold_of_user:
             return refuse(Refusal.ALREADY_HOLDING, self.available)
+        if refusal := self._limit_refusal(req.user_id, req.quantity):
+            return refusal
         if req.quantity > self.available:
             return refuse(Refusal.NOT_ENOUGH_TO_HOLD, self.available)
+        self._take_allowance(req.user_id, req.quantity)
         hold = ActiveHold(
             id=uuid.uuid4(),
             user_id=req.user_id,
@@ -347,8 +419,11 @@ class CategoryInventory:
         refusal = self._sale_refusal(req.quantity, now)
         if refusal:
             return refusal
+        if refusal := self._limit_refusal(req.user_id, req.quantity):
+            return refusal
         if req.quantity > self.available:
             return refuse(Refusal.NOT_ENOUGH_TO_BUY, self.available)
+        self._take_allowance(req.user_id, req.quantity)
         order = self._new_order(req.user_id, req.quantity, req.notes, None, req.idempotency_key)
         return Outcome(order=order, available=self.available)
 
@@ -360,5 +435,6 @@ class CategoryInventory:
             return refuse(Refusal.NOT_YOUR_ORDER)
         del self.orders[order.id]
         self.sold -= order.quantity
+        self._give_back_allowance(order.user_id, order.quantity)
         self.changes.cancelled_orders.append(order)
         return Outcome(released=order.quantity, available=self.available)

@@ -1,14 +1,17 @@
-"""Loading a category's inventory and writing a batch of its decisions in one transaction."""
+"""Loading a category's inventory, locking its buyers' ticket counts across the event, and writing a
+batch of its decisions in one transaction."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Integer, any_, bindparam, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.inventory import ActiveHold, CategoryInfo, Changes, SoldOrder
 from domain.vocabulary import SOLD_STATUSES, HoldStatus, OrderStatus
-from storage.models import Event, Hold, Order, TicketCategory
+from storage.models import BuyerTickets, Event, Hold, Order, TicketCategory
 
 
 class CategoryMissing(LookupError):
@@ -23,7 +26,7 @@ async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
     cat = (
         await conn.execute(
             select(TicketCategory.__table__, Event.name.label("event_name"), Event.event_date,
-                   Event.is_active.label("event_active"))
+                   Event.is_active.label("event_active"), Event.ticket_limit)
             .join(Event, Event.id == TicketCategory.event_id)
             .where(TicketCategory.id == category_id, TicketCategory.event_id == event_id)
         )
@@ -40,6 +43,7 @@ async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
         event_date=cat.event_date,
         event_active=cat.event_active,
         category_active=cat.is_active,
+        ticket_limit=cat.ticket_limit,
     )
     holds = [
         ActiveHold(h.id, h.user_id, h.quantity, h.created_at, h.expires_at, h.session_id)
@@ -61,6 +65,34 @@ async def load_category(conn: AsyncConnection, event_id: int, category_id: int):
         ).all()
     ]
     return info, holds, orders, (cat.held_seats, cat.sold_seats)
+
+
+async def lock_buyers(conn: AsyncConnection, event_id: int, users: set[int]) -> tuple[int | None, dict[int, int]]:
+    """Lock the ticket counts of `users` in the event (`buyer_tickets`) until the transaction ends, and
+    return the event's ticket limit as it is now with the counts. Rows are made at 0 where missing, then
+    locked in one statement in key order, the order migration 0003's triggers lock them in: two
+    category actors (or an actor and a trigger) that share buyers wait for each other, never deadlock.
+
+    Two statements, not one: under READ COMMITTED the second gets a new snapshot, so it also sees (and
+    locks) a row another transaction inserted and committed while the first was waiting on it."""
+    ordered = bindparam("users", sorted(users), type_=ARRAY(Integer))
+    await conn.execute(
+        pg_insert(BuyerTickets)
+        .from_select(["event_id", "user_id", "tickets"],
+                     select(literal(event_id, Integer), func.unnest(ordered), literal(0, Integer)))
+        .on_conflict_do_nothing(index_elements=["event_id", "user_id"])
+    )
+    rows = (
+        await conn.execute(
+            select(BuyerTickets.user_id, BuyerTickets.tickets, Event.ticket_limit)
+            .join(Event, Event.id == BuyerTickets.event_id)
+            .where(BuyerTickets.event_id == event_id, BuyerTickets.user_id == any_(ordered))
+            .order_by(BuyerTickets.user_id)
+            .with_for_update(of=BuyerTickets)
+        )
+    ).all()
+    limit = rows[0].ticket_limit if rows else None
+    return limit, {r.user_id: r.tickets for r in rows}
 
 
 async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Changes, now: datetime) -> None:

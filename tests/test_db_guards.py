@@ -343,3 +343,143 @@ def test_updates_without_status_change_leave_counters_alone(db, cat):
     with db.begin() as conn:
         conn.execute(text("UPDATE orders SET status = 'completed' WHERE id = :o"), {"o": o})
     assert counters(db, cat) == from_rows(db, cat["category"]) == (0, 6)
+
+
+# ---- the per-account ticket limit of an event (buyer_tickets) ------------------------------------------
+
+
+def tickets(db, cat, user=None) -> int | None:
+    """The account's count in `buyer_tickets` for the event (None: no row)."""
+    with db.connect() as conn:
+        return conn.execute(text("SELECT tickets FROM buyer_tickets WHERE event_id = :e AND user_id = :u"),
+                            {"e": cat["event"], "u": user or cat["user"]}).scalar()
+
+
+def set_limit(db, cat, limit) -> None:
+    with db.begin() as conn:
+        conn.execute(text("UPDATE events SET ticket_limit = :l WHERE id = :e"), {"l": limit, "e": cat["event"]})
+
+
+@pytest.fixture()
+def two(db, cat):
+    """`cat` with a second category of the same event (10 seats each): {general, vip} as cat-like dicts."""
+    with db.begin() as conn:
+        vip = conn.execute(text("INSERT INTO ticket_categories (event_id, name, price, total_seats) "
+                                "VALUES (:e, 'VIP', 10, 10) RETURNING id"), {"e": cat["event"]}).scalar()
+    return {"general": cat, "vip": {**cat, "category": vip}}
+
+
+def test_buyer_tickets_follow_holds_and_orders_across_categories(db, two):
+    general, vip = two["general"], two["vip"]
+    with db.begin() as conn:
+        h1 = insert_hold(conn, general, 3)
+        insert_hold(conn, vip, 2)
+    assert tickets(db, general) == 5
+    with db.begin() as conn:  # a hold that becomes an order moves its seats: counted once
+        conn.execute(text("UPDATE holds SET status = 'confirmed' WHERE id = :h"), {"h": h1})
+        o1 = insert_order(conn, general, 3, hold_id=h1)
+    assert tickets(db, general) == 5
+    with db.begin() as conn:
+        conn.execute(text("UPDATE holds SET status = 'released' WHERE category_id = :c AND status = 'active'"),
+                     {"c": vip["category"]})
+    assert tickets(db, general) == 3
+    with db.begin() as conn:
+        h3 = insert_hold(conn, vip, 4)
+        conn.execute(text("UPDATE holds SET status = 'expired' WHERE id = :h"), {"h": h3})
+        conn.execute(text("UPDATE orders SET status = 'cancelled' WHERE id = :o"), {"o": o1})
+    assert tickets(db, general) == 0
+    with db.begin() as conn:  # pending orders do not count until confirmed; completing changes nothing
+        pending = insert_order(conn, vip, 2, status="pending")
+    assert tickets(db, general) == 0
+    with db.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'confirmed' WHERE id = :o"), {"o": pending})
+        conn.execute(text("UPDATE orders SET status = 'completed' WHERE id = :o"), {"o": pending})
+    assert tickets(db, general) == 2
+    assert tickets(db, general, general["organizer"]) is None  # other accounts untouched
+
+
+def test_ticket_limit_refuses_any_statement_past_it_across_categories(db, two):
+    general, vip = two["general"], two["vip"]
+    set_limit(db, general, 4)
+    with db.begin() as conn:
+        insert_hold(conn, general, 2)
+        insert_order(conn, vip, 1)
+    refused(db, lambda conn: insert_order(conn, vip, 2), "ticket limit")
+    refused(db, lambda conn: insert_hold(conn, vip, 2), "ticket limit")
+    message = refused(db, lambda conn: [insert_order(conn, vip, 1), insert_order(conn, general, 1)])
+    assert "ticket limit" in message
+    assert tickets(db, general) == 3
+    with db.begin() as conn:
+        insert_order(conn, vip, 1)  # exactly the limit
+        insert_order(conn, general, 4, user=general["organizer"])  # the limit is per account
+    assert tickets(db, general) == 4 and tickets(db, general, general["organizer"]) == 4
+    assert counters(db, general) == (2, 4)
+
+
+def test_ticket_limit_violation_names_its_constraint_and_the_actor_maps_it(db, two):
+    """The category actor's one-by-one retry turns this very error into the limit's refusal."""
+    from actors.category import integrity_refusal
+    from domain.inventory import CategoryInfo, CategoryInventory, Refusal
+
+    set_limit(db, two["general"], 1)
+    with pytest.raises(IntegrityError) as info:
+        with db.begin() as conn:
+            insert_order(conn, two["vip"], 2)
+    assert info.value.orig.diag.constraint_name == "ticket_limit_per_account"
+    inventory = CategoryInventory(CategoryInfo(two["general"]["event"], two["vip"]["category"], "E", "VIP", 10, 10,
+                                               None, True, True, ticket_limit=1), [], [], hold_seconds=60,
+                                  max_per_order=10)
+    outcome = integrity_refusal(info.value, inventory)
+    assert (outcome.refusal, outcome.limit, outcome.available) == (Refusal.TICKET_LIMIT, 1, 10)
+
+
+def test_ticket_limit_lowered_below_counts_refuses_only_increases(db, two):
+    general, vip = two["general"], two["vip"]
+    with db.begin() as conn:
+        hold = insert_hold(conn, general, 3)
+        insert_order(conn, vip, 3)
+    set_limit(db, general, 2)  # lowering below what an account has is allowed: nothing is taken away
+    assert tickets(db, general) == 6
+    refused(db, lambda conn: insert_order(conn, vip, 1), "ticket limit")
+    with db.begin() as conn:  # freeing seats still works while above the limit
+        conn.execute(text("UPDATE holds SET status = 'released' WHERE id = :h"), {"h": hold})
+    assert tickets(db, general) == 3
+    refused(db, lambda conn: insert_hold(conn, general, 1), "ticket limit")
+    set_limit(db, general, 5)  # raised: room for 2 more
+    with db.begin() as conn:
+        insert_hold(conn, general, 2)
+    refused(db, lambda conn: insert_order(conn, vip, 1), "ticket limit")
+    set_limit(db, general, None)  # no limit
+    with db.begin() as conn:
+        insert_order(conn, vip, 6)
+    assert tickets(db, general) == 11
+
+
+def test_two_transactions_in_two_categories_cannot_pass_the_limit_together(db, two):
+    """Each stays within the limit alone; the buyer's row lock makes the second see the first."""
+    set_limit(db, two["general"], 4)
+    first_inserted = threading.Event()
+    results = {}
+
+    def take(name, category, wait_for_other):
+        try:
+            with db.begin() as conn:
+                if wait_for_other:
+                    first_inserted.wait(10)
+                insert_hold(conn, category, 3)
+                if not wait_for_other:
+                    first_inserted.set()
+                    conn.execute(text("SELECT pg_sleep(0.3)"))  # keep the buyer's row locked while the other waits
+            results[name] = "held"
+        except DBAPIError as exc:
+            assert "ticket limit" in str(exc.orig)
+            results[name] = "refused"
+
+    threads = [threading.Thread(target=take, args=("general", two["general"], False)),
+               threading.Thread(target=take, args=("vip", two["vip"], True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {"general": "held", "vip": "refused"}
+    assert tickets(db, two["general"]) == 3

@@ -30,6 +30,7 @@ def test_every_refusal_has_a_client_error_status_and_a_message(refusal):
     (refuse(Refusal.ALREADY_HOLDING, 5), (409, "You already have tickets locked for this category")),
     (refuse(Refusal.INVALID_HOLD), (400, "Ticket lock has expired or is invalid")),
     (refuse(Refusal.NOT_YOUR_ORDER), (403, "You can only cancel your own orders")),
+    (refuse(Refusal.TICKET_LIMIT, 8, limit=4), (400, "You can buy at most 4 tickets for this event")),
     (refuse(Refusal.UNAVAILABLE), (503, "Service temporarily unavailable, please retry")),
 ])
 def test_refusal_wording(outcome, expected):
@@ -50,6 +51,9 @@ def test_lock_response_shapes():
         "expiresAt": "2030-01-01T00:00:00Z", "availableTickets": 7}
     assert lock_response(refuse(Refusal.NOT_ENOUGH_TO_HOLD, 2), 1, 2, 3) == {
         "success": False, "message": "Only 2 tickets available", "statusCode": 400, "availableTickets": 2}
+    assert lock_response(refuse(Refusal.TICKET_LIMIT, 6, limit=4), 1, 2, 3) == {
+        "success": False, "message": "You can buy at most 4 tickets for this event", "statusCode": 400,
+        "availableTickets": 6}
 
 
 def test_unlock_response_shapes():
