@@ -398,6 +398,18 @@ def test_buyer_tickets_follow_holds_and_orders_across_categories(db, two):
     assert tickets(db, general, general["organizer"]) is None  # other accounts untouched
 
 
+def test_a_hold_written_already_confirmed_with_its_order_counts_once(db, two):
+    """Held and bought in one batch: the hold row is inserted as confirmed next to its order."""
+    general = two["general"]
+    set_limit(db, general, 4)
+    with db.begin() as conn:
+        h = insert_hold(conn, general, 3, status="confirmed")
+        insert_order(conn, general, 3, hold_id=h)
+    assert tickets(db, general) == 3
+    refused(db, lambda conn: insert_order(conn, general, 2), "ticket limit")
+    assert tickets(db, general) == 3
+
+
 def test_ticket_limit_refuses_any_statement_past_it_across_categories(db, two):
     general, vip = two["general"], two["vip"]
     set_limit(db, general, 4)

@@ -97,10 +97,12 @@ BEGIN
   END IF;
 END $$;
 
+-- A hold written already confirmed (held and bought in one batch) counts too: its order, inserted with
+-- it, subtracts the hold's seats as for any order made from a hold.
 CREATE FUNCTION buyer_tickets_holds_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM buyer_tickets_apply(coalesce((SELECT jsonb_agg(jsonb_build_object(
-    'e', event_id, 'u', user_id, 'd', quantity)) FROM new_rows WHERE status = 'active'), '[]'));
+    'e', event_id, 'u', user_id, 'd', quantity)) FROM new_rows WHERE status IN ('active', 'confirmed')), '[]'));
   RETURN NULL;
 END $$;
 
