@@ -113,7 +113,7 @@ class Gateway:
         except Exception:
             log.warning("warming the category actors of event %s failed", event["idEvent"], exc_info=True)
         self.waiting_room.sales.forget(event["idEvent"])  # this replica sees new sale settings at once
-        if event.get("queueEnabled"):
+        if event.get("queueEnabled"):  # present only when the event has sale settings
             await self.waiting_room.queues.figures(event["idEvent"])  # starts the queue's clock
         return event
 
@@ -253,7 +253,7 @@ class Gateway:
         event = await call(self.events.control_queue.remote(caller, event_id, body.model_dump(exclude_unset=True)))
         self.waiting_room.sales.forget(event_id)
         return {**queue_figures_view(await self.waiting_room.queues.figures(event_id)),
-                "shoppingMinutes": event["shoppingMinutes"]}
+                "shoppingMinutes": event.get("shoppingMinutes")}
 
     @app.get("/api/events/{event_id}/tickets", tags=["events"])
     async def event_tickets(self, event_id: EventId, viewer: MaybeCaller) -> list[dict]:

@@ -75,7 +75,7 @@ def test_an_event_without_settings_sells_as_before(http):
                                        "ticketCategories": [{"categoryName": "G", "price": 1, "totalSeats": 5}]},
                   headers=org["headers"])
     e = r.json()
-    assert (e["queueEnabled"], e["saleStartsAt"], e["shoppingMinutes"], e["ticketLimit"]) == (False, None, 10, None)
+    assert "queueEnabled" not in e and "saleStartsAt" not in e  # exactly the replaced system's JSON
     buyer = person()
     r = http.post("/api/holds", json={"eventId": e["idEvent"], "categoryId": e["ticketCategories"][0]["id"],
                                       "quantity": 1}, headers=buyer["headers"])
