@@ -11,7 +11,17 @@ import pytest
 import ray
 
 from actors import NAMESPACE, queue_actor_name
-from tests.helpers import assert_error, assert_error_containing, many_buyers, person, row, scalar, unchanged, wait_until
+from tests.helpers import (
+    assert_error,
+    assert_error_containing,
+    make_past,
+    many_buyers,
+    person,
+    row,
+    scalar,
+    unchanged,
+    wait_until,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_users")
 
@@ -175,6 +185,16 @@ def test_deleted_and_past_events_have_no_queue(http, db):
     r = http.delete(f"/api/events/{q['id']}", headers=q["org"]["headers"])
     assert r.status_code == 200
     assert_error(http.post(f"/api/events/{q['id']}/queue", headers=buyer["headers"]), 404)
+    assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e", e=q["id"]) == 0
+
+
+def test_a_past_event_has_no_queue_to_join(http, db):
+    q = queued_event(http, maxShoppers=5)
+    make_past(db, q["id"])
+    buyer = person()
+    with unchanged(db):
+        assert_error(http.post(f"/api/events/{q['id']}/queue", headers=buyer["headers"]), 400,
+                     f"Event {q['id']} has already taken place")
     assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e", e=q["id"]) == 0
 
 
