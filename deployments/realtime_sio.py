@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse
 
 from deployments.realtime import RealtimeCore
 from deployments.realtime_hub import Session
+from deployments.realtime_queue import PUSH_INTERVAL_S
 from domain import realtime as proto
 from domain.auth import Principal, token_from_header
 from domain.errors import ApiError
@@ -65,8 +66,10 @@ def transports(polling: bool, replicas: int | None) -> list[str]:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
 @serve.ingress()
 class RealtimeSocketIO:
-    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0, polling: bool = True) -> None:
-        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s, encode=encode)
+    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0, polling: bool = True,
+                 queue_push_interval_s: float = PUSH_INTERVAL_S) -> None:
+        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s, encode=encode,
+                                 queue_push_interval_s=queue_push_interval_s)
         allowed = transports(polling, _replicas())
         if polling and allowed == ["websocket"]:
             log.warning("Socket.IO long-polling is off: this deployment has more than one replica")

@@ -122,12 +122,13 @@ def queue_seen(state: dict) -> tuple:
 def queue_push_at(sent: tuple | None, sent_at: float, seen: tuple, now: float, interval: float) -> float | None:
     """When a socket is to be pushed its `queue-status` (monotonic seconds), given what it was last sent
     (`sent`, at `sent_at`) and what it would see now (`seen`): None when nothing it sees changed; at once
-    when its status changed (admitted, expired) or it was never sent one; otherwise no sooner than
+    when its status (admitted, expired) or its place (drawn) changed, or it was never sent one; otherwise
+    no sooner than
     `interval` after the last one, so a socket gets at most one such update per interval however often
     admissions move the queue."""
     if seen == sent:
         return None
-    if sent is None or seen[0] != sent[0]:
+    if sent is None or seen[:2] != sent[:2]:  # status, place
         return now
     return max(now, sent_at + interval)
 
