@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from deployments.realtime_hub import Session
 from domain import realtime as proto
@@ -32,6 +32,7 @@ ASK_BATCH = 1000  # buyers per states() call to a queue actor
 ASK_CONCURRENCY = 4  # such calls in flight per replica
 PASS_STEP = 256  # sockets looked at between two yields to the event loop
 
+FIGURE_FIELDS = tuple(f.name for f in fields(QueueFigures))  # what is published carries more (committedAt)
 States = Callable[[int, list[int]], Awaitable[tuple[list[Place | None], QueueFigures]]]
 View = Callable[[Place | None, QueueFigures, int], dict]  # (entry, figures, event id) → queue-status data
 
@@ -102,7 +103,7 @@ class QueueWatch:
 
     def stats(self) -> dict:
         return {"queueSockets": sum(len(w) for w in self.events.values()), "queuePushes": self.pushed,
-                "queueAsked": self.asked}
+                "queueAsked": self.asked, "queuePushIntervalS": self.interval_s}
 
     # ---- figures from the broadcaster ----
     def deliver(self, published: list[dict]) -> None:
@@ -110,7 +111,7 @@ class QueueWatch:
         for raw in published:
             event_id = raw["event_id"]
             if event_id in self.events:
-                self.figures[event_id] = QueueFigures(**raw)
+                self.figures[event_id] = QueueFigures(**{k: raw[k] for k in FIGURE_FIELDS})
                 self.changed.add(event_id)
         if self.changed:
             self.wake.set()

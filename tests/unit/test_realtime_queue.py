@@ -120,7 +120,7 @@ def test_waiting_sockets_follow_the_figures_coalesced_per_interval():
         # ten admission steps a quarter second apart: each socket gets at most one push per 2 s
         for step in range(1, 11):
             clock.now += 0.25
-            watch.deliver([figures(step).__dict__])
+            watch.deliver([{**figures(step).__dict__, "committedAt": 1.0}])  # as the Publisher sends them
             await watch.step()
         counts = [len(pushed(s)) for s in sockets]
         assert max(counts) <= 2 and min(counts) >= 1, counts
