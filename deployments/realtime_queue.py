@@ -152,6 +152,7 @@ class QueueWatch:
             if not figures.enabled:  # the queue is off (switched off, event deleted or over): nothing to push
                 for w in watches.values():
                     self.pending.discard(w)
+                    w.due = None
                 continue
             stale = []
             for w in list(watches.values()):

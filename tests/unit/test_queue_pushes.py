@@ -211,3 +211,20 @@ def test_older_figures_than_the_reply_are_not_pushed():
         await watch.step()
         assert [p["peopleAhead"] for p in pushed(s)] == [7]
     run(scenario())
+
+
+def test_a_queue_switched_off_and_on_again_pushes_again():
+    async def scenario():
+        clock, actor = Clock(), FakeQueue()
+        watch = QueueWatch(actor.states, view, interval_s=2.0, clock=clock)
+        s = Session("s", 1)
+        watch.watch(s, EVENT, waiting(1, 20), figures(0))
+        for f in (figures(3), figures(3, enabled=False), figures(4)):  # held back, off, on again: all at once
+            clock.now += 0.1
+            watch.deliver([f.__dict__])
+            await watch.step()
+        assert pushed(s) == []
+        clock.now += 2.0  # the interval is over: the change goes out
+        await watch.step()
+        assert [p["peopleAhead"] for p in pushed(s)] == [15]
+    run(scenario())
