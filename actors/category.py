@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from actors import metrics
 from actors.broadcaster import Publisher
 from domain.inventory import Allowance, CategoryInventory, Changes, Outcome, Refusal, Request, refuse
+from domain.realtime import order_notices
 from storage.database import make_engine
 from storage.inventory_store import CategoryMissing, StaleWrite, load_category, lock_buyers, write_changes
 from ticketing import settings
@@ -288,22 +289,8 @@ class TicketCategory:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _publish(self, changes: Changes) -> None:
-        self.publisher.publish(self.inventory.figures(), self._notices(changes))
-
-    def _notices(self, changes: Changes) -> list[tuple[str, int, dict]]:
-        notices = []
-        for order in changes.new_orders:
-            notices.append(("order-completed", order.user_id, {
-                "orderId": str(order.id), "eventId": self.event_id, "categoryId": self.category_id,
-                "quantity": order.quantity, "message": "Your order has been completed successfully!",
-            }))
-        for order in changes.cancelled_orders:
-            notices.append(("order-cancelled", order.user_id, {
-                "orderId": str(order.id), "eventId": self.event_id, "categoryId": self.category_id,
-                "quantity": order.quantity,
-                "message": "Your order has been cancelled. Tickets are now available again.",
-            }))
-        return notices
+        self.publisher.publish(self.inventory.figures(), order_notices(
+            self.event_id, self.category_id, changes.new_orders, changes.cancelled_orders))
 
 
 def integrity_refusal(exc: IntegrityError, inventory: CategoryInventory | None) -> Outcome:

@@ -132,9 +132,10 @@ class CategoryActors:
         handles = [await self.handle(event_id, c) for c in category_ids]
         await asyncio.gather(*(h.figures.remote() for h in handles if h is not None))
 
-    async def warm_on_sale(self) -> int:
-        """Warm every category that is on sale (after a start or restart of the system)."""
-        keys = await on_sale_categories(self.engine, datetime.now(timezone.utc))
+    async def warm_on_sale(self, event_id: int | None = None) -> int:
+        """Warm every category that is on sale (after a start or restart of the system), or those of one
+        event (after it was created or edited)."""
+        keys = await on_sale_categories(self.engine, datetime.now(timezone.utc), event_id)
         gate = asyncio.Semaphore(WARM_AT_ONCE)
 
         async def one(event_id: int, category_id: int) -> None:

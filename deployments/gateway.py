@@ -9,7 +9,6 @@ document: `deployments.openapi`.
 # No `from __future__ import annotations` here: Serve's class-based FastAPI view needs real annotations.
 import asyncio
 import logging
-from datetime import datetime, timezone
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -38,7 +37,6 @@ from deployments.seats import SeatDesk
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
 from domain.auth import VerifiedTokens
-from domain.events import on_sale_categories
 from ticketing import settings
 
 log = logging.getLogger(__name__)
@@ -111,11 +109,11 @@ class Gateway:
     async def _warm(self, event: dict) -> dict:
         """Create and load the actors of an event's categories on sale, so no buyer pays for it."""
         try:
-            await self.seats.categories.warm(event["idEvent"], on_sale_categories(event, datetime.now(timezone.utc)))
+            await self.seats.categories.warm_on_sale(event["idEvent"])
         except Exception:
             log.warning("warming the category actors of event %s failed", event["idEvent"], exc_info=True)
         self.waiting_room.sales.forget(event["idEvent"])  # this replica sees new sale settings at once
-        if event.get("queueEnabled"):
+        if event.get("queueEnabled"):  # present only when the event has sale settings
             await self.waiting_room.queues.figures(event["idEvent"])  # starts the queue's clock
         return event
 
@@ -255,7 +253,7 @@ class Gateway:
         event = await call(self.events.control_queue.remote(caller, event_id, body.model_dump(exclude_unset=True)))
         self.waiting_room.sales.forget(event_id)
         return {**queue_figures_view(await self.waiting_room.queues.figures(event_id)),
-                "shoppingMinutes": event["shoppingMinutes"]}
+                "shoppingMinutes": event.get("shoppingMinutes")}
 
     @app.get("/api/events/{event_id}/tickets", tags=["events"])
     async def event_tickets(self, event_id: EventId, viewer: MaybeCaller) -> list[dict]:

@@ -13,6 +13,7 @@ from deployments.refusals import status_and_message
 from domain.inventory import ActiveHold, NewOrder, Outcome
 from domain.queue import Place, QueueFigures, estimated_wait_seconds, people_ahead
 from domain.realtime import refusal
+from domain.sale import DEFAULT_SHOPPING_MINUTES
 from domain.vocabulary import CategoryFigures, HoldStatus, OrderStatus, QueueStatus
 from storage.models import Event, TicketCategory
 
@@ -140,7 +141,14 @@ def event_view(e: Event) -> dict:
         "createdAt": iso(e.created_at),
         "updatedAt": iso(e.updated_at),
         "ticketCategories": [category_view(c) for c in e.ticket_categories],
-        # sale settings (the waiting room): null / false / 10 when the organizer set none
+        **sale_view(e),
+    }
+
+
+def sale_view(e: Event) -> dict:
+    """An event's sale settings, only when the organizer set any: an event without them keeps exactly the
+    replaced system's JSON."""
+    settings = {
         "saleStartsAt": iso(e.sale_starts_at),
         "queueEnabled": e.queue_enabled,
         "queuePaused": e.queue_paused,
@@ -149,6 +157,9 @@ def event_view(e: Event) -> dict:
         "shoppingMinutes": e.shopping_minutes,
         "ticketLimit": e.ticket_limit,
     }
+    unset = {"saleStartsAt": None, "queueEnabled": False, "queuePaused": False, "admissionPerMinute": None,
+             "maxShoppers": None, "shoppingMinutes": DEFAULT_SHOPPING_MINUTES, "ticketLimit": None}
+    return {} if settings == unset else settings
 
 
 # ---- WebSocket answers to a category's outcome ----

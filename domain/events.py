@@ -1,8 +1,6 @@
 """Who may do what with an event."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from domain.auth import Principal
 from domain.errors import Forbidden, NotFound
 
@@ -21,13 +19,3 @@ def check_visible(event_id: int, found: bool, is_active: bool, created_by: int, 
 def check_owner(principal: Principal, created_by: int, action: str) -> None:
     if principal.user_id != created_by:
         raise Forbidden(f"You can only {action} events that you created")
-
-
-def on_sale_categories(event: dict, now: datetime) -> list[int]:
-    """Ids of the categories buyers can hold or buy now, from an event's JSON view: active categories
-    of an active event that has not taken place (storage.events_store.on_sale_categories asks the same
-    of the database)."""
-    date = datetime.fromisoformat(event["eventDate"].replace("Z", "+00:00"))
-    if not event["isActive"] or date <= now:
-        return []
-    return [c["id"] for c in event["ticketCategories"] if c["isActive"]]

@@ -185,3 +185,21 @@ def refusal(text: str, status: int, available: int | None = None) -> dict:
         body["availableTickets"] = available
     return body
 
+
+
+def order_notices(event_id: int, category_id: int, new_orders: list, cancelled_orders: list
+                  ) -> list[tuple[str, int, dict]]:
+    """The seed's per-user notices after a committed batch: (event, user id, payload) for each order
+    completed or cancelled (objects with `id`, `user_id`, `quantity`)."""
+    notices = []
+    for order in new_orders:
+        notices.append(("order-completed", order.user_id, {
+            "orderId": str(order.id), "eventId": event_id, "categoryId": category_id,
+            "quantity": order.quantity, "message": "Your order has been completed successfully!",
+        }))
+    for order in cancelled_orders:
+        notices.append(("order-cancelled", order.user_id, {
+            "orderId": str(order.id), "eventId": event_id, "categoryId": category_id,
+            "quantity": order.quantity, "message": "Your order has been cancelled. Tickets are now available again.",
+        }))
+    return notices

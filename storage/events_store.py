@@ -61,14 +61,17 @@ async def category_exists(engine: AsyncEngine, event_id: int, category_id: int) 
         return bool((await conn.execute(query)).scalar())
 
 
-async def on_sale_categories(engine: AsyncEngine, now: datetime) -> list[tuple[int, int]]:
-    """(event id, category id) of every category buyers can hold or buy now: active, of an active
-    event that has not taken place."""
+async def on_sale_categories(engine: AsyncEngine, now: datetime, event_id: int | None = None) -> list[tuple[int, int]]:
+    """(event id, category id) of every category (of `event_id`, if given) buyers can hold or buy now or
+    once its sale starts: active, of an active event that has not taken place. The one statement of
+    that rule."""
     query = (
         select(TicketCategory.event_id, TicketCategory.id)
         .join(Event, Event.id == TicketCategory.event_id)
         .where(Event.is_active.is_(True), TicketCategory.is_active.is_(True), Event.event_date > now)
         .order_by(Event.event_date, TicketCategory.id)
     )
+    if event_id is not None:
+        query = query.where(Event.id == event_id)
     async with engine.connect() as conn:
         return [(row[0], row[1]) for row in (await conn.execute(query)).all()]

@@ -1,4 +1,5 @@
-"""Multi-node check: two Ray nodes on this machine, category actors on both, one PostgreSQL.
+"""Multi-node check: two Ray nodes on this machine, category actors on both, the event's queue actor on
+the second, one PostgreSQL.
 
 Run by tests/test_multinode.py in its own process (a Ray cluster is per process, and the test session
 already has one):  DATABASE_URL=... python -m tests.multinode_check
@@ -14,6 +15,7 @@ import json
 import os
 import random
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -45,7 +47,8 @@ async def setup(db_url: str) -> tuple[int, list[int], list[int]]:
     event = await create_event(
         engine,
         {"name": f"Multinode {tag}", "category": "music", "location": "Arena",
-         "event_date": datetime.now(timezone.utc) + timedelta(days=30)},
+         "event_date": datetime.now(timezone.utc) + timedelta(days=30),
+         "queue_enabled": True, "admission_per_minute": 60_000},
         [{"name": "Floor", "price": 40, "total_seats": SEATS}, {"name": "Balcony", "price": 60, "total_seats": SEATS},
          {"name": "Standing", "price": 20, "total_seats": SEATS}],  # left to Ray's default placement
         organizer.id,
@@ -59,10 +62,14 @@ def buyers_on_this_node(db_url: str, event_id: int, category_ids: list[int], use
                         unplaced: int | None = None) -> dict:
     """Each buyer holds 1-3 seats in a random category, then buys with the hold or releases it."""
     from actors.client import CategoryActors
+    from actors.queues import EventQueues
     from domain.inventory import ConfirmRequest, HoldRequest, PurchaseRequest, ReleaseRequest
 
     async def run() -> dict:
         rng = random.Random(seed)
+        # Every buyer joins the event's queue first (its actor runs on the other node for half of them).
+        joined = await asyncio.gather(*(EventQueues(db_url).join(event_id, u) for u in user_ids))
+        places = {str(u): entry.place for u, (entry, _) in zip(user_ids, joined)}
         client = CategoryActors(db_url, TUNABLES)
         plan = [(user, rng.choice(category_ids), rng.randint(1, 3), rng.random()) for user in user_ids]
         holds = await asyncio.gather(*(client.call(event_id, c, HoldRequest(u, q)) for u, c, q, _ in plan))
@@ -93,6 +100,7 @@ def buyers_on_this_node(db_url: str, event_id: int, category_ids: list[int], use
                                {p.refusal.value for p in purchases if not p.ok}),
             "soldByCategory": {str(c): n for c, n in sold.items()},
             "defaultPlacement": default_node,
+            "places": places,
         }
 
     return asyncio.run(run())
@@ -103,8 +111,9 @@ def node_of(handle) -> str:
 
 
 def main() -> int:
-    from actors import NAMESPACE, category_actor_name
+    from actors import NAMESPACE, category_actor_name, queue_actor_name
     from actors.category import TicketCategory
+    from actors.queue import EventQueue
     from storage.database import normalise_url
 
     db_url = normalise_url(os.environ["DATABASE_URL"])
@@ -128,6 +137,11 @@ def main() -> int:
         handles = {c: ray.get_actor(category_actor_name(event_id, c), namespace=NAMESPACE) for c in category_ids}
         placement = {str(c): node_of(h) for c, h in handles.items()}
         assert set(placement.values()) == set(nodes), placement  # one actor on each node
+        other = next(n for n in nodes if n != head)
+        queue = EventQueue.options(name=queue_actor_name(event_id), namespace=NAMESPACE, lifetime="detached",
+                                   get_if_exists=True, scheduling_strategy=pinned(other)).remote(db_url, event_id)
+        placement["queue"] = node_of(queue)
+        assert placement["queue"] == other, placement
 
         half = len(buyers) // 2
         runs = ray.get([
@@ -137,12 +151,16 @@ def main() -> int:
         ])
         assert {r["node"] for r in runs} == set(nodes), runs  # buyers really ran on both nodes
         figures = {str(c): ray.get(h.figures.remote()) for c, h in handles.items()}
+        deadline = time.monotonic() + 60  # the queue admits everyone (60,000 a minute) in place order
+        while ray.get(queue.figures.remote()).admitted < len(buyers) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         ray.shutdown()
         cluster.shutdown()
 
     report = {"nodes": nodes, "head": head, "placement": placement, "runs": runs, "figures": figures,
-              "database": check_database(db_url, event_id, category_ids, runs, figures)}
+              "database": check_database(db_url, event_id, category_ids, runs, figures),
+              "queue": check_queue(db_url, event_id, runs)}
     print(json.dumps(report))
     return 0
 
@@ -166,6 +184,23 @@ def check_database(db_url: str, event_id: int, category_ids: list[int], runs: li
             out[str(c)] = {"totalSeats": total, "soldSeats": sold, "heldSeats": held}
     engine.dispose()
     return out
+
+
+def check_queue(db_url: str, event_id: int, runs: list[dict]) -> dict:
+    """Joins from both nodes got distinct places 1..n, as the database says, all admitted in order."""
+    from sqlalchemy import text
+
+    told = {user: place for r in runs for user, place in r["places"].items()}
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT user_id, place, status, admitted_at FROM queue_entries "
+                                 "WHERE event_id = :e ORDER BY place"), {"e": event_id}).all()
+    engine.dispose()
+    assert sorted(told.values()) == list(range(1, len(told) + 1)), told
+    assert {str(r.user_id): r.place for r in rows} == told, rows
+    assert all(r.status == "admitted" for r in rows), rows
+    assert [r.admitted_at for r in rows] == sorted(r.admitted_at for r in rows), rows
+    return {"places": len(rows), "admitted": len(rows)}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 import ray
 
+from domain.vocabulary import MAX_ID
 from tests.helpers import (
     actor_figures,
     assert_consistent,
@@ -79,9 +80,9 @@ def test_unknown_or_mismatched_category_is_404(http, db, cat, buyer):
     other = new_category(http, seats=5)
     assert_error_containing(http.post("/api/holds", json={"eventId": cat["event"], "categoryId": other["category"],
                                                            "quantity": 1}, headers=buyer["headers"]), 404)
-    assert_error_containing(http.post("/api/holds", json={"eventId": cat["event"], "categoryId": 2**31 - 1, "quantity": 1},
+    assert_error_containing(http.post("/api/holds", json={"eventId": cat["event"], "categoryId": MAX_ID, "quantity": 1},
                                       headers=buyer["headers"]), 404)
-    assert_error_containing(http.post("/api/holds", json={"eventId": 2**31 - 1, "categoryId": cat["category"],
+    assert_error_containing(http.post("/api/holds", json={"eventId": MAX_ID, "categoryId": cat["category"],
                                                            "quantity": 1}, headers=buyer["headers"]), 404)
     assert db_counters(db, other["category"])["held"] == 0 and db_counters(db, cat["category"])["held"] == 0
 
@@ -188,7 +189,7 @@ def test_seed_release_frees_only_the_callers_own_hold(http, db, cat, buyer):
 
 def test_seed_release_checks_the_event_and_category(http, cat, buyer):
     hold(http, cat, buyer, 1)
-    assert_error_containing(http.post("/api/events/tickets/release", json={"categoryId": 2**31 - 1},
+    assert_error_containing(http.post("/api/events/tickets/release", json={"categoryId": MAX_ID},
                                       headers=buyer["headers"]), 404)
     other = new_category(http)
     assert_error_containing(http.post("/api/events/tickets/release", json={"categoryId": cat["category"],

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_category_actors_on_two_nodes_sell_correctly(database_url):
+def test_category_and_queue_actors_on_two_nodes_work_correctly(database_url):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # never join the session's cluster
     env["DATABASE_URL"] = database_url
     r = subprocess.run([sys.executable, "-m", "tests.multinode_check"], cwd=ROOT, env=env,
@@ -18,7 +18,9 @@ def test_category_actors_on_two_nodes_sell_correctly(database_url):
     assert r.returncode == 0, (r.stdout[-4000:], r.stderr[-4000:])
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(report["nodes"]) == 2
-    # One category actor on each node, and buyers calling from both nodes.
+    # One category actor on each node, the queue actor on the second, and buyers calling from both nodes.
+    queue_node = report["placement"].pop("queue")
+    assert queue_node in report["nodes"] and queue_node != report["head"]
     assert sorted(report["placement"].values()) == report["nodes"]
     assert sorted(run["node"] for run in report["runs"]) == report["nodes"]
     # More demand than seats: some refused (400 = not enough left), some sold, none oversold.
@@ -29,3 +31,5 @@ def test_category_actors_on_two_nodes_sell_correctly(database_url):
     for category, figures in report["database"].items():
         assert 0 < figures["soldSeats"] <= figures["totalSeats"], (category, figures)
         assert figures["soldSeats"] + figures["heldSeats"] <= figures["totalSeats"]
+    # Joins from both nodes reached the queue actor on one of them: distinct places, all admitted in order.
+    assert report["queue"]["places"] == report["queue"]["admitted"] == sum(len(r["places"]) for r in report["runs"])

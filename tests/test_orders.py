@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from domain.vocabulary import MAX_ID
 from tests.helpers import (
     assert_consistent,
     assert_error_containing,
@@ -89,9 +90,9 @@ def test_not_enough_seats(http, db, cat, buyer):
 
 
 def test_unknown_event_or_category(http, db, cat, buyer):
-    assert_error_containing(http.post("/api/orders", json={"eventId": 2**31 - 1, "categoryId": cat["category"], "quantity": 1},
-                                      headers=buyer["headers"]), 404, f"Event with ID {2**31 - 1} not found")
-    assert_error_containing(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": 2**31 - 1, "quantity": 1},
+    assert_error_containing(http.post("/api/orders", json={"eventId": MAX_ID, "categoryId": cat["category"], "quantity": 1},
+                                      headers=buyer["headers"]), 404, f"Event with ID {MAX_ID} not found")
+    assert_error_containing(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": MAX_ID, "quantity": 1},
                                       headers=buyer["headers"]), 404, "Ticket category not found")
     other = new_category(http)
     assert_error_containing(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": other["category"],
@@ -183,7 +184,7 @@ def test_orders_of_an_event_are_for_its_organizer(http, cat, buyer):
     assert {o["id"] for o in r.json()} == {order["id"], other["id"]}
     assert_error_containing(http.get(f"/api/orders/event/{cat['event']}", headers=buyer["headers"]), 403)
     assert_error_containing(http.get(f"/api/orders/event/{cat['event']}", headers=person("organizer")["headers"]), 403)
-    assert_error_containing(http.get(f"/api/orders/event/{2**31 - 1}", headers=cat["org"]["headers"]), 404)
+    assert_error_containing(http.get(f"/api/orders/event/{MAX_ID}", headers=cat["org"]["headers"]), 404)
     assert_error_containing(http.get("/api/orders/event/abc", headers=cat["org"]["headers"]), 400)
 
 

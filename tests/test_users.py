@@ -6,6 +6,7 @@ import time
 import jwt
 import pytest
 
+from domain.vocabulary import MAX_ID
 from tests.helpers import execute, future, register, scalar, unchanged
 
 
@@ -51,7 +52,7 @@ def token_for(secret: str, sub: str) -> dict:
 
 
 def test_profile_of_a_user_that_never_existed_is_404(http, jwt_secret):
-    r = http.get("/api/user", headers=token_for(jwt_secret, "2147483647"))
+    r = http.get("/api/user", headers=token_for(jwt_secret, str(MAX_ID)))
     assert r.status_code == 404, r.text
     assert r.json()["message"] == "User not found"
 

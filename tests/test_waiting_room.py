@@ -75,7 +75,7 @@ def test_an_event_without_settings_sells_as_before(http):
                                        "ticketCategories": [{"categoryName": "G", "price": 1, "totalSeats": 5}]},
                   headers=org["headers"])
     e = r.json()
-    assert (e["queueEnabled"], e["saleStartsAt"], e["shoppingMinutes"], e["ticketLimit"]) == (False, None, 10, None)
+    assert "queueEnabled" not in e and "saleStartsAt" not in e  # exactly the replaced system's JSON
     buyer = person()
     r = http.post("/api/holds", json={"eventId": e["idEvent"], "categoryId": e["ticketCategories"][0]["id"],
                                       "quantity": 1}, headers=buyer["headers"])
@@ -303,3 +303,81 @@ def test_killing_the_queue_actor_keeps_every_place_and_admission(http, db, jwt_s
                             {"e": q["id"]}).all()
     assert [r.admitted_at for r in rows] == sorted(r.admitted_at for r in rows)  # never out of order
     assert Counter(places.values()) == Counter(range(1, 41))
+
+
+def test_admission_rank_does_not_depend_on_when_a_buyer_joined_the_pre_queue(http, db, jwt_secret):
+    """200 buyers join the pre-queue one after another; after the draw, the rank correlation between
+    arrival and place is that of a random permutation (|rho| < 0.3 fails by chance with p < 1e-4)."""
+    q = queued_event(http, saleStartsAt=soon(3600), maxShoppers=1)
+    buyers = many_buyers(db, jwt_secret, 200)
+    for b in buyers:
+        assert join(http, b, q["id"])["place"] is None
+    r = http.put(f"/api/events/{q['id']}", json={"saleStartsAt": soon(0)}, headers=q["org"]["headers"])
+    assert r.status_code == 200, r.text
+    wait_until(lambda: scalar(db, "SELECT drawn_at FROM event_queues WHERE event_id = :e", e=q["id"]), timeout=30)
+    places = [turn(http, b, q["id"])["place"] for b in buyers]
+    assert sorted(places) == list(range(1, 201))
+    n = len(places)
+    d2 = sum((arrival + 1 - place) ** 2 for arrival, place in enumerate(places))
+    rho = 1 - 6 * d2 / (n * (n * n - 1))
+    assert abs(rho) < 0.3, rho
+    # and the first place goes to the buyer at that place, in order
+    first = buyers[places.index(1)]
+    wait_until(lambda: turn(http, first, q["id"])["status"] == "admitted", timeout=30)
+    assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status <> 'waiting'",
+                  e=q["id"]) == 1
+
+
+def test_the_ticket_limit_set_through_the_api_holds_across_categories(http):
+    q = queued_event(http, admissionPerMinute=6000, ticketLimit=3)
+    buyer = person()
+    join(http, buyer, q["id"])
+    state = wait_until(lambda: (s := turn(http, buyer, q["id"]))["status"] == "admitted" and s, timeout=30)
+    headers = {**buyer["headers"], "X-Queue-Pass": state["queuePass"]}
+    ok = http.post("/api/holds", json={"eventId": q["id"], "categoryId": q["categories"][0], "quantity": 2},
+                   headers=headers)
+    assert ok.status_code == 201, ok.text
+    assert_error(http.post("/api/orders", json={"eventId": q["id"], "categoryId": q["categories"][1], "quantity": 2},
+                           headers=headers), 400, "You can buy at most 3 tickets for this event")
+    # raised live by the organizer: the same purchase goes through
+    r = http.put(f"/api/events/{q['id']}", json={"ticketLimit": 4}, headers=q["org"]["headers"])
+    assert r.status_code == 200, r.text
+    bought = http.post("/api/orders", json={"eventId": q["id"], "categoryId": q["categories"][1], "quantity": 2},
+                       headers=headers)
+    assert bought.status_code == 201, bought.text
+
+
+def test_a_whole_restart_keeps_places_and_admissions_and_goes_on_in_order(http, db, jwt_secret, database_url,
+                                                                         data_dir):
+    """The queue actor killed for good and every deployment of the application redeployed, as after a
+    restart of the system: the new ingress starts the queue again (nobody has to call it), and admission
+    resumes where it stopped, in order, admitting nobody twice."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    q = queued_event(http, admissionPerMinute=60)  # one a second
+    buyers = many_buyers(db, jwt_secret, 12)
+    places = {b["id"]: join(http, b, q["id"])["place"] for b in buyers}
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                              e=q["id"]) >= 2, timeout=30)
+    ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=True)
+    before = {r["user_id"]: r["admitted_at"] for r in _entries(db, q["id"]) if r["admitted_at"]}
+    serve.delete("ticketing")
+    serve.run(build_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
+              name="ticketing", route_prefix="/")
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                              e=q["id"]) == 12, timeout=90)
+    rows = _entries(db, q["id"])
+    assert {r["user_id"]: r["place"] for r in rows} == places
+    assert {r["user_id"]: r["admitted_at"] for r in rows if r["user_id"] in before} == before
+    by_place = sorted(rows, key=lambda r: r["place"])
+    assert [r["admitted_at"] for r in by_place] == sorted(r["admitted_at"] for r in by_place)
+
+
+def _entries(db, event_id: int) -> list[dict]:
+    from sqlalchemy import text
+
+    with db.connect() as conn:
+        return [dict(r) for r in conn.execute(text("SELECT * FROM queue_entries WHERE event_id = :e"),
+                                              {"e": event_id}).mappings()]

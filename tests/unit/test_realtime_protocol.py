@@ -61,3 +61,18 @@ def test_db_figures_never_go_negative():
 def test_message_is_compact_json():
     assert json.loads(proto.message("heartbeat-response", {"timestamp": "t"})) == {
         "event": "heartbeat-response", "data": {"timestamp": "t"}}
+
+
+def test_order_notices_are_the_seeds_per_user_messages():
+    from types import SimpleNamespace as Row
+
+    from domain.realtime import order_notices
+
+    notices = order_notices(3, 9, [Row(id=12, user_id=5, quantity=2)], [Row(id=11, user_id=6, quantity=1)])
+    assert notices == [
+        ("order-completed", 5, {"orderId": "12", "eventId": 3, "categoryId": 9, "quantity": 2,
+                                "message": "Your order has been completed successfully!"}),
+        ("order-cancelled", 6, {"orderId": "11", "eventId": 3, "categoryId": 9, "quantity": 1,
+                                "message": "Your order has been cancelled. Tickets are now available again."}),
+    ]
+    assert order_notices(3, 9, [], []) == []
