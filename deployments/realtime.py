@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
+from deployments.abuse import Action, EdgeLimits
 from deployments.realtime_hub import TOO_SLOW, Encoder, Hub, Sender, Session, replies
 from deployments.realtime_metrics import RealtimeMetrics
 from deployments.realtime_queue import PUSH_INTERVAL_S, QueueWatch
@@ -58,10 +59,14 @@ class RealtimeCore:
         self.hub = Hub(self._poll, min_interval_s=fanout_interval_s, on_pass=self.metrics.observe_pass,
                        encode=encode, on_queues=self.queue.deliver)
         self.cleanups: set[asyncio.Task] = set()
+        # The abuse limits of HTTP holds and joins, for this replica's sockets (the environment's values;
+        # docs/operations.md, "Abuse limits and slow clients").
+        self.limits = EdgeLimits()
 
     def reconfigure(self, config: dict) -> None:
         # Tunables for category actors this replica may be first to create; never pushed to running ones.
         self.categories.adopt(config)
+        self.limits.configure(config)
 
     async def _poll(self, epoch: str | None, since: int) -> dict:
         return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
@@ -91,11 +96,13 @@ class RealtimeCore:
         """The handshake's token → who the socket acts for (ApiError 401 if none or not valid)."""
         return verify_token(token, self.secret)
 
-    def open(self, principal: Principal) -> Session:
-        """A new socket of `principal`: registered with the hub, `connected` queued as its first message."""
+    def open(self, principal: Principal, handshake=None) -> Session:
+        """A new socket of `principal`: registered with the hub, `connected` queued as its first message.
+        `handshake` (the upgrade request: `.client`, `.headers`) gives the client's address."""
         self.hub.start()  # on the replica's event loop, where the sockets live
         self.queue.start()
-        session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode)
+        session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode,
+                          address=self.limits.address_of(handshake) if handshake is not None else None)
         self.hub.add(session)
         self.metrics.set_connections(len(self.hub.sessions))
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
@@ -219,6 +226,7 @@ class RealtimeCore:
     async def _lock(self, session: Session, data: dict) -> None:
         event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
         quantity = proto.quantity(data)
+        self.limits.check(Action.HOLD, None, account=session.user_id, cost=quantity, address=session.address)
         # As over HTTP: while the event's queue is on, only with this account's pass (the payload's, else
         # the one this socket was last sent for the event); without a queue, once the sale has started.
         queue_pass = proto.queue_pass(data) or self.queue.pass_of(session, event_id)
@@ -255,6 +263,7 @@ class RealtimeCore:
         """Join the event's queue (again: the same place), as POST /api/events/:id/queue; from then on the
         socket is pushed its turn."""
         event_id = proto.positive_id(data, "eventId")
+        self.limits.check(Action.QUEUE_JOIN, None, account=session.user_id, address=session.address)
         entry, figures = await self.desk.join_entry(session.user_id, event_id)
         session.send("queue-status", self.queue.watch(session, event_id, entry, figures))
 

@@ -18,6 +18,7 @@ from engineio import packet as eio_packet
 from ray import serve
 from ray.serve.exceptions import RayServeException
 from socketio import packet as sio_packet
+from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
 from deployments.realtime import RealtimeCore
@@ -121,7 +122,8 @@ class RealtimeSocketIO:
         except proto.ProtocolError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"statusCode": exc.status, "message": exc.message}) from None
-        session = self.core.open(principal)
+        scope = environ.get("asgi.scope") if isinstance(environ, dict) else None
+        session = self.core.open(principal, HTTPConnection(scope) if scope else None)
         gone = asyncio.get_running_loop().create_future()
         self.links[sid] = (session, gone)
         task = asyncio.ensure_future(self._live(sid, session, principal, gone))
