@@ -1,4 +1,4 @@
-"""Custom metrics of the category actors, exported by Ray to Prometheus (prefix `ray_`)."""
+"""Custom metrics of the category and queue actors, exported by Ray to Prometheus (prefix `ray_`)."""
 from __future__ import annotations
 
 from ray.util import metrics
@@ -49,3 +49,44 @@ class CategoryMetrics:
             counts[key] = counts.get(key, 0) + 1
         for (ok, kind), n in counts.items():
             (_granted if ok else _refused).inc(n, tags={**self.tags, "kind": kind})
+
+
+_QUEUE_TAGS = ("event_id",)
+_queue_gauges: dict | None = None
+_queue_admissions = None
+
+
+def _init_queue() -> None:
+    global _queue_gauges, _queue_admissions
+    if _queue_gauges is not None:
+        return
+    _queue_gauges = {
+        "length": metrics.Gauge("ticketing_queue_length", "Buyers in the event's queue not yet admitted "
+                                "(pre-queue and waiting)", _QUEUE_TAGS),
+        "admitted": metrics.Gauge("ticketing_queue_admitted", "Buyers admitted from the queue so far", _QUEUE_TAGS),
+        "shopping": metrics.Gauge("ticketing_queue_shopping", "Admitted buyers whose pass has not expired",
+                                  _QUEUE_TAGS),
+        "admitted_last_minute": metrics.Gauge("ticketing_queue_admitted_last_minute",
+                                              "Buyers admitted in the last 60 seconds", _QUEUE_TAGS),
+    }
+    _queue_admissions = metrics.Counter("ticketing_queue_admissions", "Buyers admitted from the queue",
+                                        _QUEUE_TAGS)
+
+
+class QueueMetrics:
+    """An event's waiting room, set by its queue actor whenever it publishes new figures."""
+
+    def __init__(self, event_id: int) -> None:
+        _init_queue()
+        self.tags = {"event_id": str(event_id)}
+
+    def observe(self, figures) -> None:
+        """`figures`: a domain.queue.QueueFigures."""
+        _queue_gauges["length"].set(figures.length, tags=self.tags)
+        _queue_gauges["admitted"].set(figures.admitted, tags=self.tags)
+        _queue_gauges["shopping"].set(figures.shopping, tags=self.tags)
+        _queue_gauges["admitted_last_minute"].set(figures.admitted_last_minute, tags=self.tags)
+
+    def count_admissions(self, count: int) -> None:
+        if count > 0:
+            _queue_admissions.inc(count, tags=self.tags)

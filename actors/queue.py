@@ -19,6 +19,7 @@ import ray
 
 from actors.broadcaster import Publisher, broadcaster
 from actors.client import CategoryActors
+from actors.metrics import QueueMetrics
 from domain.inventory import ReleaseRequest
 from domain.queue import AdmissionMeter, Place, QueueFigures, draw
 from domain.vocabulary import QueueStatus
@@ -63,6 +64,7 @@ class EventQueue:
         self.categories = CategoryActors(db_url)
         self.publisher = Publisher(_publish_queue)
         self.last_published: QueueFigures | None = None
+        self.metrics = QueueMetrics(event_id)
 
     # ---- public methods ----
     async def join(self, user_ids: list[int]) -> tuple[list[Place] | None, QueueFigures]:
@@ -89,6 +91,12 @@ class EventQueue:
     async def state(self, user_id: int) -> tuple[Place | None, QueueFigures]:
         await self._ensure_running()
         return self.entries.get(user_id), self.figures_now()
+
+    async def states(self, user_ids: list[int]) -> tuple[list[Place | None], QueueFigures]:
+        """Many buyers' entries at once (a realtime replica whose sockets' turn came, or whose pre-queue
+        was drawn), with the figures they go with."""
+        await self._ensure_running()
+        return [self.entries.get(user_id) for user_id in user_ids], self.figures_now()
 
     async def figures(self) -> QueueFigures:
         await self._ensure_running()
@@ -270,12 +278,14 @@ class EventQueue:
             self.shopping[user_id] = expires_at
             self.recent.append(stamp)
         self.admitted += count
+        self.metrics.count_admissions(count)
 
     def _publish(self) -> None:
         figures = self.figures_now()
         if figures != self.last_published:
             self.last_published = figures
             self.publisher.publish(asdict(figures), [])
+            self.metrics.observe(figures)
 
 
 def _publish_queue(figures: dict, notices: list):

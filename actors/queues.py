@@ -77,6 +77,9 @@ class EventQueues:
     async def state(self, event_id: int, user_id: int) -> tuple[Place | None, QueueFigures]:
         return await self._ask(lambda h: h.state.remote(user_id), event_id)
 
+    async def states(self, event_id: int, user_ids: list[int]) -> tuple[list[Place | None], QueueFigures]:
+        return await self._ask(lambda h: h.states.remote(user_ids), event_id)
+
     async def figures(self, event_id: int) -> QueueFigures:
         return await self._ask(lambda h: h.figures.remote(), event_id)
 

@@ -85,7 +85,8 @@ class EdgeLimits:
               address: str | None = None) -> None:
         if not self.limiter.limits.rates:
             return
-        address = address if address is not None else self.address_of(request)
+        if address is None and request is not None:
+            address = self.address_of(request)
         refused = self.limiter.check(action, self.clock(), cost, account=None if account is None else str(account),
                                      address=address)
         if refused is not None:

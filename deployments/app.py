@@ -13,6 +13,7 @@ from deployments.auth import AuthService
 from deployments.events import EventsService
 from deployments.gateway import Gateway
 from deployments.orders import OrdersService
+from deployments.realtime_queue import PUSH_INTERVAL_S
 from deployments.realtime_sio import RealtimeSocketIO
 from deployments.realtime_ws import Realtime
 from deployments.users import UsersService
@@ -47,7 +48,8 @@ def build_realtime_app(args: dict | None = None) -> Application:
     """The WebSocket application (route prefix /realtime), deployed next to the HTTP one."""
     args = dict(args or {})
     db_url, data_dir = resolve_and_migrate(args)
-    return _sized(Realtime, args).bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)))
+    return _sized(Realtime, args).bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)),
+                                       _push_interval(args))
 
 
 def build_socketio_app(args: dict | None = None) -> Application:
@@ -57,7 +59,12 @@ def build_socketio_app(args: dict | None = None) -> Application:
     db_url, data_dir = resolve_and_migrate(args)
     polling = str(args.get("polling", "1")) not in ("0", "false", "False")
     return _sized(RealtimeSocketIO, args).bind(db_url, data_dir, float(args.get("fanout_interval_s", 0.0)),
-                                               polling)
+                                               polling, _push_interval(args))
+
+
+def _push_interval(args: dict) -> float:
+    """`queue_push_interval_s`: least time between two queue-status pushes to one socket (docs/websocket.md)."""
+    return float(args.get("queue_push_interval_s", PUSH_INTERVAL_S))
 
 
 def _sized(deployment, args: dict):

@@ -3,9 +3,11 @@ the plain WebSocket endpoint (deployments/realtime_ws.py) and the Socket.IO one 
 which only authenticate, frame messages and close sockets their own way.
 
 The token is checked by the adapter at the handshake (`authenticate`); identity never comes from a
-payload. Holds go to the same category actors as HTTP holds; a socket's unconfirmed holds are released
-when it goes away. Availability reaches the sockets through the broadcaster actor (see
-deployments/realtime_hub.py). Protocol: docs/websocket.md.
+payload. Holds go to the same category actors as HTTP holds, behind the same waiting-room check (a pass while
+the event's queue is on); a socket's unconfirmed holds are released when it goes away. Availability
+reaches the sockets through the broadcaster actor (see deployments/realtime_hub.py), and so do the
+queues' figures, from which each waiting socket is pushed its turn (deployments/realtime_queue.py).
+Protocol: docs/websocket.md.
 """
 from __future__ import annotations
 
@@ -24,9 +26,12 @@ from starlette.routing import Route
 
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
+from deployments.abuse import Action, EdgeLimits
 from deployments.realtime_hub import TOO_SLOW, Encoder, Hub, Sender, Session, replies
 from deployments.realtime_metrics import RealtimeMetrics
+from deployments.realtime_queue import PUSH_INTERVAL_S, QueueWatch
 from deployments.views import hold_row_view, lock_response, unlock_response
+from deployments.waiting_room import QueueDesk
 from domain import events as event_rules
 from domain import realtime as proto
 from domain.auth import Principal, verify_token
@@ -38,29 +43,36 @@ from ticketing import settings
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 20.0
+SOCKET_CARRIER = "as queuePass in lock-tickets (join-queue joins over this socket)"
 Closing = tuple[int, str]  # (close code, reason) an adapter applies in its own way
 
 
 class RealtimeCore:
     def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0,
-                 encode: Encoder = proto.message) -> None:
+                 encode: Encoder = proto.message, queue_push_interval_s: float = PUSH_INTERVAL_S) -> None:
         self.secret = settings.jwt_secret(Path(data_dir))
         self.engine = make_engine(db_url, pool_size=2)
         self.categories = CategoryActors(db_url)
         self.metrics = RealtimeMetrics()
+        self.desk = QueueDesk(db_url, data_dir, engine=self.engine)
+        self.queue = QueueWatch(self.desk.queues.states, self.desk.view, interval_s=queue_push_interval_s)
         self.hub = Hub(self._poll, min_interval_s=fanout_interval_s, on_pass=self.metrics.observe_pass,
-                       encode=encode)
+                       encode=encode, on_queues=self.queue.deliver)
         self.cleanups: set[asyncio.Task] = set()
+        # The abuse limits of HTTP holds and joins, for this replica's sockets (the environment's values;
+        # docs/operations.md, "Abuse limits and slow clients").
+        self.limits = EdgeLimits()
 
     def reconfigure(self, config: dict) -> None:
         # Tunables for category actors this replica may be first to create; never pushed to running ones.
         self.categories.adopt(config)
+        self.limits.configure(config)
 
     async def _poll(self, epoch: str | None, since: int) -> dict:
         return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
 
     def stats(self) -> dict:
-        return self.hub.stats()
+        return {**self.hub.stats(), **self.queue.stats()}
 
     def http_app(self) -> Starlette:
         """What both adapters serve besides their sockets: `GET /stats`, and a lifespan that runs the
@@ -69,8 +81,10 @@ class RealtimeCore:
         @contextlib.asynccontextmanager
         async def lifespan(_app):
             self.hub.start()
+            self.queue.start()
             yield
             await self.hub.stop()
+            await self.queue.stop()
 
         async def stats(_request: Request) -> JSONResponse:
             return JSONResponse(self.stats())
@@ -82,10 +96,13 @@ class RealtimeCore:
         """The handshake's token → who the socket acts for (ApiError 401 if none or not valid)."""
         return verify_token(token, self.secret)
 
-    def open(self, principal: Principal) -> Session:
-        """A new socket of `principal`: registered with the hub, `connected` queued as its first message."""
+    def open(self, principal: Principal, handshake=None) -> Session:
+        """A new socket of `principal`: registered with the hub, `connected` queued as its first message.
+        `handshake` (the upgrade request: `.client`, `.headers`) gives the client's address."""
         self.hub.start()  # on the replica's event loop, where the sockets live
-        session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode)
+        self.queue.start()
+        session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode,
+                          address=self.limits.address_of(handshake) if handshake is not None else None)
         self.hub.add(session)
         self.metrics.set_connections(len(self.hub.sessions))
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
@@ -116,6 +133,7 @@ class RealtimeCore:
                 closing = (proto.CLOSE_UNAUTHORIZED, "Token expired")
         finally:
             self.hub.remove(session)
+            self.queue.forget(session)
             self.metrics.set_connections(len(self.hub.sessions))
             session.detach()
             reader.cancel()
@@ -165,6 +183,8 @@ class RealtimeCore:
                 "unlock-tickets": self._unlock,
                 "get-my-locks": self._my_locks,
                 "heartbeat": self._heartbeat,
+                "join-queue": self._join_queue,
+                "queue-status": self._queue_status,
             }[msg.event]
             await handler(session, msg.data)
         except proto.ProtocolError as exc:
@@ -206,6 +226,11 @@ class RealtimeCore:
     async def _lock(self, session: Session, data: dict) -> None:
         event_id, category_id = proto.positive_id(data, "eventId"), proto.positive_id(data, "categoryId")
         quantity = proto.quantity(data)
+        self.limits.check(Action.HOLD, None, account=session.user_id, cost=quantity, address=session.address)
+        # As over HTTP: while the event's queue is on, only with this account's pass (the payload's, else
+        # the one this socket was last sent for the event); without a queue, once the sale has started.
+        queue_pass = proto.queue_pass(data) or self.queue.pass_of(session, event_id)
+        await self.desk.check_may_shop(session.user_id, event_id, queue_pass, SOCKET_CARRIER)
         request = HoldRequest(session.user_id, quantity, session.id)
         # Noted before the call: if the socket goes away meanwhile, its clean-up still releases the hold.
         key, had = (event_id, category_id), (event_id, category_id) in session.held
@@ -233,6 +258,20 @@ class RealtimeCore:
     async def _my_locks(self, session: Session, data: dict) -> None:
         rows = await orders_store.active_holds(self.engine, session.user_id)
         session.send("my-locks-response", {"locks": [hold_row_view(r) for r in rows]})
+
+    async def _join_queue(self, session: Session, data: dict) -> None:
+        """Join the event's queue (again: the same place), as POST /api/events/:id/queue; from then on the
+        socket is pushed its turn."""
+        event_id = proto.positive_id(data, "eventId")
+        self.limits.check(Action.QUEUE_JOIN, None, account=session.user_id, address=session.address)
+        entry, figures = await self.desk.join_entry(session.user_id, event_id)
+        session.send("queue-status", self.queue.watch(session, event_id, entry, figures))
+
+    async def _queue_status(self, session: Session, data: dict) -> None:
+        """The buyer's turn, as GET /api/events/:id/queue; from then on the socket is pushed its changes."""
+        event_id = proto.positive_id(data, "eventId")
+        entry, figures = await self.desk.state_entry(session.user_id, event_id)
+        session.send("queue-status", self.queue.watch(session, event_id, entry, figures))
 
     async def _heartbeat(self, session: Session, data: dict) -> None:
         session.send("heartbeat-response", {"timestamp": proto.now_iso()})

@@ -96,6 +96,7 @@ class Session:
     outbox: Outbox = field(default_factory=Outbox)
     rooms: set[int] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)  # categories where this socket made holds
+    address: str | None = None  # the client's address at the handshake, for the abuse limits
     sender: Sender | None = None  # None until attached: messages wait in the outbox
     draining: asyncio.Task | None = None  # finishing a send that blocked, then what queued behind it
     blocked: asyncio.Future | None = None  # that blocked send's own task (cancelled with the socket)
@@ -214,8 +215,10 @@ def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, 
 class Hub:
     def __init__(self, poll: Callable[[str | None, int], Awaitable[dict]], *, min_interval_s: float = 0.0,
                  send_timeout_s: float = SEND_TIMEOUT_S, watch_every_s: float = 1.0,
-                 on_pass: Callable[[float], None] | None = None, encode: Encoder = message) -> None:
+                 on_pass: Callable[[float], None] | None = None, encode: Encoder = message,
+                 on_queues: Callable[[list[dict]], None] | None = None) -> None:
         self.poll = poll
+        self.on_queues = on_queues  # given each poll's waiting-room figures (deployments/realtime_queue.py)
         self.encode = encode  # how this replica's sockets frame a message (serialised once for all)
         self.on_pass = on_pass  # told the wall time of each fan-out pass (metrics)
         self.send_timeout_s = send_timeout_s
@@ -335,6 +338,8 @@ class Hub:
         if result["snapshots"]:
             self.sequence += 1
             self.changed.set()
+        if self.on_queues is not None and result.get("queues"):
+            self.on_queues(result["queues"])
         if first_sync:
             return  # notices from before this replica started are not news to its sockets
         for kind, user_id, payload in result["notices"]:

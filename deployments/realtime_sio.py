@@ -18,10 +18,12 @@ from engineio import packet as eio_packet
 from ray import serve
 from ray.serve.exceptions import RayServeException
 from socketio import packet as sio_packet
+from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
 from deployments.realtime import RealtimeCore
 from deployments.realtime_hub import Session
+from deployments.realtime_queue import PUSH_INTERVAL_S
 from domain import realtime as proto
 from domain.auth import Principal, token_from_header
 from domain.errors import ApiError
@@ -65,8 +67,10 @@ def transports(polling: bool, replicas: int | None) -> list[str]:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
 @serve.ingress()
 class RealtimeSocketIO:
-    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0, polling: bool = True) -> None:
-        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s, encode=encode)
+    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0, polling: bool = True,
+                 queue_push_interval_s: float = PUSH_INTERVAL_S) -> None:
+        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s, encode=encode,
+                                 queue_push_interval_s=queue_push_interval_s)
         allowed = transports(polling, _replicas())
         if polling and allowed == ["websocket"]:
             log.warning("Socket.IO long-polling is off: this deployment has more than one replica")
@@ -118,7 +122,8 @@ class RealtimeSocketIO:
         except proto.ProtocolError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"statusCode": exc.status, "message": exc.message}) from None
-        session = self.core.open(principal)
+        scope = environ.get("asgi.scope") if isinstance(environ, dict) else None
+        session = self.core.open(principal, HTTPConnection(scope) if scope else None)
         gone = asyncio.get_running_loop().create_future()
         self.links[sid] = (session, gone)
         task = asyncio.ensure_future(self._live(sid, session, principal, gone))

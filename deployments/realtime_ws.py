@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from deployments.realtime import RealtimeCore
 from deployments.realtime_hub import Session
+from deployments.realtime_queue import PUSH_INTERVAL_S
 from domain import realtime as proto
 from domain.auth import token_from_header
 from domain.errors import ApiError
@@ -26,8 +27,9 @@ CLOSE_TIMEOUT_S = 2.0
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=5000, graceful_shutdown_timeout_s=5)
 @serve.ingress()
 class Realtime:
-    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0) -> None:
-        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s)
+    def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0,
+                 queue_push_interval_s: float = PUSH_INTERVAL_S) -> None:
+        self.core = RealtimeCore(db_url, data_dir, fanout_interval_s, queue_push_interval_s=queue_push_interval_s)
 
     def reconfigure(self, config: dict) -> None:
         self.core.reconfigure(config)
@@ -52,7 +54,7 @@ class Realtime:
             await _refuse(websocket, exc)
             return
         await websocket.accept()
-        session = self.core.open(principal)
+        session = self.core.open(principal, websocket)
         closing = await self.core.run(session, principal, websocket.send_text, self._read(websocket, session))
         if closing is not None:  # after the clean-up: a client that stopped reading may never take it
             await _close(websocket, *closing)

@@ -1,5 +1,7 @@
-"""The waiting room at the edge, run in the ingress replica: joining an event's queue, reading one's turn,
-the operators' figures, and the pass check in front of every hold and order.
+"""The waiting room at the edge: joining an event's queue, reading one's turn, the operators' figures, and
+the pass check in front of every hold and order. Plain edge code, not a Serve deployment: the ingress
+replica (HTTP routes) and the realtime replicas (`join-queue`, `queue-status`, `lock-tickets` over a
+socket, deployments/realtime.py) each hold one, so both answer with the same rules and messages.
 
 An event's sale settings are read from PostgreSQL at most once a second per replica (`SaleCache`), so
 an organizer's change applies within a second and a rush of holds costs no extra query per request.
@@ -15,8 +17,8 @@ from actors.queues import EventQueues
 from deployments.views import queue_figures_view, queue_state_view
 from domain.auth import Principal
 from domain.errors import BadRequest, NotFound
-from domain.passes import check_may_shop, issue_pass
-from domain.queue import Place
+from domain.passes import HTTP_CARRIER, check_may_shop, issue_pass
+from domain.queue import Place, QueueFigures
 from domain.vocabulary import QueueStatus
 from storage.database import make_engine
 from storage.queue_store import EventSale, queued_events, read_event_sale
@@ -46,18 +48,21 @@ class SaleCache:
 
 
 class QueueDesk:
-    def __init__(self, db_url: str, data_dir: str) -> None:
-        self.engine = make_engine(db_url, pool_size=2)
+    def __init__(self, db_url: str, data_dir: str, engine=None) -> None:
+        self.engine = engine if engine is not None else make_engine(db_url, pool_size=2)
         self.queues = EventQueues(db_url)
         self.sales = SaleCache(self.engine)
         self.secret = settings.jwt_secret(Path(data_dir))
 
-    async def check_may_shop(self, principal: Principal, event_id: int, queue_pass: str | None) -> None:
+    async def check_may_shop(self, principal: Principal | int, event_id: int, queue_pass: str | None,
+                             carrier: str = HTTP_CARRIER) -> None:
         """Before a hold or an order: 403 while the event's queue is on and the caller has no valid pass
-        (or before its sale starts). An unknown event passes: the category actor answers 404."""
+        (or before its sale starts). An unknown event passes: the category actor answers 404.
+        `carrier` names where the client sends its pass (the refusal says so)."""
+        user_id = principal if isinstance(principal, int) else principal.user_id
         sale = await self.sales.get(event_id)
         if sale is not None and sale.active:
-            check_may_shop(sale.settings, event_id, principal.user_id, queue_pass, self.secret, _now())
+            check_may_shop(sale.settings, event_id, user_id, queue_pass, self.secret, _now(), carrier)
 
     async def _open_sale(self, event_id: int) -> EventSale:
         sale = await read_event_sale(self.engine, event_id)
@@ -70,16 +75,24 @@ class QueueDesk:
         return sale
 
     async def join(self, principal: Principal, event_id: int) -> dict:
-        await self._open_sale(event_id)
-        entry, figures = await self.queues.join(event_id, principal.user_id)
-        if entry is None:  # closed between the check and the join (deleted, queue switched off)
-            raise BadRequest(f"Event {event_id} has no queue: buy directly")
-        return self._state(entry, figures, event_id)
+        entry, figures = await self.join_entry(principal.user_id, event_id)
+        return self.view(entry, figures, event_id)
 
     async def state(self, principal: Principal, event_id: int) -> dict:
+        entry, figures = await self.state_entry(principal.user_id, event_id)
+        return self.view(entry, figures, event_id)
+
+    async def join_entry(self, user_id: int, event_id: int) -> tuple[Place, QueueFigures]:
+        """Join (again: the same place); ApiError 404/400 when the event has no open queue."""
         await self._open_sale(event_id)
-        entry, figures = await self.queues.state(event_id, principal.user_id)
-        return self._state(entry, figures, event_id)
+        entry, figures = await self.queues.join(event_id, user_id)
+        if entry is None:  # closed between the check and the join (deleted, queue switched off)
+            raise BadRequest(f"Event {event_id} has no queue: buy directly")
+        return entry, figures
+
+    async def state_entry(self, user_id: int, event_id: int) -> tuple[Place | None, QueueFigures]:
+        await self._open_sale(event_id)
+        return await self.queues.state(event_id, user_id)
 
     async def figures(self, event_id: int) -> dict:
         await self._open_sale(event_id)
@@ -91,12 +104,17 @@ class QueueDesk:
         figures = await asyncio.gather(*(self.queues.figures(e) for e in events), return_exceptions=True)
         return [queue_figures_view(f) for f in figures if not isinstance(f, BaseException)]
 
-    def _state(self, entry: Place | None, figures, event_id: int) -> dict:
-        now = _now()
-        queue_pass = None
+    def pass_for(self, entry: Place | None, event_id: int, now: datetime | None = None) -> str | None:
+        """The signed pass of an admitted entry whose shopping time is not over (else None)."""
+        now = now or _now()
         if entry is not None and entry.status is QueueStatus.ADMITTED and entry.pass_expires_at > now:
-            queue_pass = issue_pass(entry.user_id, event_id, entry.pass_expires_at, self.secret)
-        return queue_state_view(entry, figures, now, queue_pass)
+            return issue_pass(entry.user_id, event_id, entry.pass_expires_at, self.secret)
+        return None
+
+    def view(self, entry: Place | None, figures: QueueFigures, event_id: int) -> dict:
+        """The buyer's turn as JSON (HTTP answer and the socket's `queue-status` alike)."""
+        now = _now()
+        return queue_state_view(entry, figures, now, self.pass_for(entry, event_id, now))
 
 
 def _now() -> datetime:

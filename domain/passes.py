@@ -14,6 +14,7 @@ from domain.errors import Forbidden
 from domain.sale import SaleSettings, check_started, queue_route
 
 PASS_TYPE = "queue-pass"
+HTTP_CARRIER = "in the X-Queue-Pass header"  # where a client puts its pass (the socket: lock-tickets' queuePass)
 
 
 def issue_pass(user_id: int, event_id: int, expires_at: datetime, secret: str) -> str:
@@ -21,12 +22,13 @@ def issue_pass(user_id: int, event_id: int, expires_at: datetime, secret: str) -
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def check_pass(token: str | None, user_id: int, event_id: int, secret: str) -> None:
-    """Raises Forbidden (saying where to queue) unless `token` is this account's unexpired pass for this event."""
+def check_pass(token: str | None, user_id: int, event_id: int, secret: str, carrier: str = HTTP_CARRIER) -> None:
+    """Raises Forbidden (saying where to queue) unless `token` is this account's unexpired pass for this event.
+    `carrier` says where the client sends the pass."""
     where = f"join the queue at POST {queue_route(event_id)}"
     if not token:
         raise Forbidden(f"Event {event_id} sells through its queue: {where} and send the pass you get "
-                        "when admitted in the X-Queue-Pass header")
+                        f"when admitted {carrier}")
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "evt", "typ"]})
     except jwt.ExpiredSignatureError:
@@ -40,10 +42,10 @@ def check_pass(token: str | None, user_id: int, event_id: int, secret: str) -> N
 
 
 def check_may_shop(settings: SaleSettings, event_id: int, user_id: int, token: str | None, secret: str,
-                   now: datetime) -> None:
+                   now: datetime, carrier: str = HTTP_CARRIER) -> None:
     """Holds and orders of an event: while its queue is on, only with this account's pass (the queue
     decides when the sale starts); without a queue, once the sale has started."""
     if settings.queue_enabled:
-        check_pass(token, user_id, event_id, secret)
+        check_pass(token, user_id, event_id, secret, carrier)
     else:
         check_started(settings, event_id, now)

@@ -83,6 +83,18 @@ def people_ahead(place: int, admitted: int) -> int:
     return max(0, place - 1 - admitted)
 
 
+def needs_fresh_state(entry: "Place | None", figures: QueueFigures) -> bool:
+    """Whether a copy of a buyer's entry kept outside the queue actor (a socket's) no longer tells their
+    state from the broadcast figures alone: their turn came (place <= admitted: when, and until when, only
+    the actor knows), or the pre-queue was drawn (their place is the actor's). Otherwise people ahead and
+    the wait follow from (place, figures)."""
+    if entry is None or entry.status is not QueueStatus.WAITING:
+        return False
+    if entry.place is None:
+        return figures.drawn
+    return entry.place <= figures.admitted
+
+
 def estimated_wait_seconds(ahead: int, figures: QueueFigures) -> float | None:
     """At the set rate, or the rate seen over the last minute when only a cap meters admission.
     None when nothing is known (paused, or a cap and nobody admitted lately)."""

@@ -14,8 +14,10 @@ from domain.vocabulary import MAX_ID, CategoryFigures
 MAX_MESSAGE_CHARS = 16_384
 
 CLIENT_EVENTS = frozenset(
-    {"join-event-room", "leave-event-room", "lock-tickets", "unlock-tickets", "get-my-locks", "heartbeat"}
+    {"join-event-room", "leave-event-room", "lock-tickets", "unlock-tickets", "get-my-locks", "heartbeat",
+     "join-queue", "queue-status"}
 )
+MAX_PASS_CHARS = 2000  # as the X-Queue-Pass header's limit
 
 # Close codes (4000-4999 are free for applications; the handshake refusal is an HTTP 401 where the
 # server supports it, else a close before accept, which clients see as HTTP 403).
@@ -93,6 +95,42 @@ def lock_id(data: dict) -> str | None:
     if not isinstance(value, str) or len(value) > 64:
         raise ProtocolError("lockId must be a string")
     return value
+
+
+def queue_pass(data: dict) -> str | None:
+    """The shopping pass a `lock-tickets` payload may carry (`queuePass`), as HTTP's X-Queue-Pass header."""
+    value = data.get("queuePass")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_PASS_CHARS:
+        raise ProtocolError("queuePass must be a string")
+    return value
+
+
+# ---- pushing a buyer's turn ----------------------------------------------------------------------------
+
+# What a waiting buyer watches in a `queue-status`: everything but the queue's length (which grows with
+# every join and would otherwise push every socket on every join batch).
+QUEUE_SEEN = ("status", "place", "peopleAhead", "estimatedWaitSeconds", "paused", "saleStartsAt",
+              "passExpiresAt")
+
+
+def queue_seen(state: dict) -> tuple:
+    return tuple(state.get(name) for name in QUEUE_SEEN)
+
+
+def queue_push_at(sent: tuple | None, sent_at: float, seen: tuple, now: float, interval: float) -> float | None:
+    """When a socket is to be pushed its `queue-status` (monotonic seconds), given what it was last sent
+    (`sent`, at `sent_at`) and what it would see now (`seen`): None when nothing it sees changed; at once
+    when its status (admitted, expired) or its place (drawn) changed, or it was never sent one; otherwise
+    no sooner than
+    `interval` after the last one, so a socket gets at most one such update per interval however often
+    admissions move the queue."""
+    if seen == sent:
+        return None
+    if sent is None or seen[:2] != sent[:2]:  # status, place
+        return now
+    return max(now, sent_at + interval)
 
 
 # ---- what the server sends ---------------------------------------------------------------------------

@@ -174,3 +174,42 @@ def test_one_client_driving_60_accounts_is_held_to_the_limits_while_an_ordinary_
     assert r.status_code == 201, r.text
     assert scalar(db, "SELECT coalesce(sum(quantity), 0) FROM holds WHERE category_id = :c AND status = 'active'",
                   c=cat["category"]) == held + 2
+
+
+def redeploy_realtime(database_url: str, data_dir, user_config: dict) -> None:
+    """The plain WebSocket application again, with this user_config (its replicas reconfigure)."""
+    from ray import serve
+
+    from deployments.app import Realtime
+
+
+    serve.run(Realtime.options(user_config=user_config).bind(database_url, str(data_dir), 0.0),
+              name="realtime", route_prefix="/realtime")
+
+
+def test_socket_holds_and_joins_are_held_to_the_same_limits(realtime, http, db, database_url, data_dir):
+    """lock-tickets and join-queue over the socket count against the HTTP limits' per-account buckets:
+    a socket is no way round them."""
+    from tests.test_realtime import Client
+
+    limits = production_rate_limits()
+    redeploy_realtime(database_url, data_dir, {"hold_seconds": 300, "max_per_order": 10, "rate_limits": limits})
+    try:
+        cat = new_category(http, seats=50)
+        buyer = person()
+        with Client(realtime, buyer["headers"]["Authorization"].removeprefix("Bearer "),
+                    headers=client()) as ws:
+            lock = {"eventId": cat["event"], "categoryId": cat["category"], "userId": buyer["id"]}
+            ws.send("lock-tickets", {**lock, "quantity": 10})  # the account's whole burst (10 seats)
+            first = ws.expect("lock-tickets-response")
+            assert first["success"] is True, first
+            ws.send("unlock-tickets", {**lock, "lockId": first["lockId"]})
+            assert ws.expect("unlock-tickets-response")["success"] is True
+            ws.send("lock-tickets", {**lock, "quantity": 10})  # refills at 10 a minute: far from 10 yet
+            refused = ws.expect("lock-tickets-response")
+            assert refused["success"] is False and refused["statusCode"] == 429, refused
+            assert refused["message"].startswith("Too many seat holds, try again in "), refused
+        assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c AND status = 'active'",
+                      c=cat["category"]) == 0
+    finally:
+        redeploy_realtime(database_url, data_dir, {"hold_seconds": 300, "max_per_order": 10, "rate_limits": "off"})

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.helpers import create_event, register
+from tests.helpers import create_event, many_buyers, register
 
 LINE = re.compile(r'^(?P<name>[a-zA-Z_:][\w:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -89,3 +89,24 @@ def test_realtime_sockets_and_fan_out_passes_reach_prometheus(ray_cluster, realt
                             and sum(samples(t, "ray_ticketing_ws_connections")) >= 1)
     assert sum(samples(text, "ray_ticketing_fanout_pass_seconds_count")) > before, f"not exported at {url}"
     assert sum(samples(text, "ray_ticketing_ws_connections")) >= 1
+
+
+def test_queue_figures_reach_prometheus(ray_cluster, http, db, jwt_secret, fast_users):
+    from tests.test_waiting_room import join, queued_event
+
+    q = queued_event(http, admissionPerMinute=600, maxShoppers=3)
+    for buyer in many_buyers(db, jwt_secret, 5):
+        join(http, buyer, q["id"])
+    port = ray_cluster._private.worker.global_worker.node.metrics_export_port
+    url = f"http://127.0.0.1:{port}/metrics"
+    tags = {"event_id": str(q["id"])}
+    # the cap lets 3 in and 2 wait: the figures as GET .../queue/figures shows them
+    text = scrape_until(url, lambda t: samples(t, "ray_ticketing_queue_admitted", **tags) == [3.0]
+                        and samples(t, "ray_ticketing_queue_length", **tags) == [2.0])
+    figures = http.get(f"/api/events/{q['id']}/queue/figures").json()
+    assert (figures["admitted"], figures["queueLength"], figures["shopping"]) == (3, 2, 3)
+    assert samples(text, "ray_ticketing_queue_admitted", **tags) == [3.0], f"not exported at {url}"
+    assert samples(text, "ray_ticketing_queue_length", **tags) == [2.0]
+    assert samples(text, "ray_ticketing_queue_shopping", **tags) == [3.0]
+    assert samples(text, "ray_ticketing_queue_admitted_last_minute", **tags) == [3.0]
+    assert samples(text, "ray_ticketing_queue_admissions_total", **tags) == [3.0]
