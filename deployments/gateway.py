@@ -40,6 +40,7 @@ from domain.auth import VerifiedTokens
 from ticketing import settings
 
 log = logging.getLogger(__name__)
+QUEUE_KEEPER_SECONDS = 10.0
 # A shopping pass from the event's queue (docs/waiting-room.md), needed while the queue is on.
 QueuePass = Annotated[str | None, Header(max_length=2000, alias="X-Queue-Pass")]
 STATIC = FilePath(__file__).with_name("static")
@@ -100,11 +101,15 @@ class Gateway:
             log.info("warmed the actors of %d categories on sale", count)
         except Exception:  # warming is an optimisation: a cold category still works
             log.warning("warming the category actors failed", exc_info=True)
-        try:  # queues admit on their own clock, so they must run without a caller
-            count = await self.waiting_room.queues.warm_queued()
-            log.info("started the queues of %d events", count)
-        except Exception:
-            log.warning("starting the queue actors failed", exc_info=True)
+        # Queues admit on their own clock, so they must run without a caller: started now, and looked
+        # after every QUEUE_KEEPER_SECONDS (a queue actor that died for good is started again).
+        while True:
+            try:
+                count = await self.waiting_room.queues.warm_queued()
+                log.debug("the queues of %d events are running", count)
+            except Exception:
+                log.warning("starting the queue actors failed", exc_info=True)
+            await asyncio.sleep(QUEUE_KEEPER_SECONDS)
 
     async def _warm(self, event: dict) -> dict:
         """Create and load the actors of an event's categories on sale, so no buyer pays for it."""

@@ -380,14 +380,14 @@ def test_a_whole_restart_keeps_places_and_admissions_and_goes_on_in_order(http, 
     buyers = many_buyers(db, jwt_secret, 12)
     places = {b["id"]: join(http, b, q["id"])["place"] for b in buyers}
     wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
-                              e=q["id"]) >= 2, timeout=30)
+                              e=q["id"]) >= 2, timeout=60)
     ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=True)
     before = {r["user_id"]: r["admitted_at"] for r in _entries(db, q["id"]) if r["admitted_at"]}
     serve.delete("ticketing")
     serve.run(build_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
               name="ticketing", route_prefix="/")
     wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
-                              e=q["id"]) == 12, timeout=90)
+                              e=q["id"]) == 12, timeout=180)
     rows = _entries(db, q["id"])
     assert {r["user_id"]: r["place"] for r in rows} == places
     assert {r["user_id"]: r["admitted_at"] for r in rows if r["user_id"] in before} == before
@@ -401,3 +401,17 @@ def _entries(db, event_id: int) -> list[dict]:
     with db.connect() as conn:
         return [dict(r) for r in conn.execute(text("SELECT * FROM queue_entries WHERE event_id = :e"),
                                               {"e": event_id}).mappings()]
+
+
+def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
+    """Nobody polls, nobody joins: the ingress replicas look after the queues of events whose queue is on."""
+    q = queued_event(http, queuePaused=True, admissionPerMinute=6000)
+    buyers = many_buyers(db, jwt_secret, 5)
+    for b in buyers:
+        join(http, b, q["id"])
+    ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=True)
+    with db.begin() as conn:  # resumed behind the API's back, so no call reaches the queue
+        from sqlalchemy import text
+        conn.execute(text("UPDATE events SET queue_paused = false WHERE id = :e"), {"e": q["id"]})
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                              e=q["id"]) == 5, timeout=120)
