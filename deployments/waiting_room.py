@@ -64,8 +64,10 @@ class QueueDesk:
         if sale is not None and sale.active:
             check_may_shop(sale.settings, event_id, user_id, queue_pass, self.secret, _now(), carrier)
 
-    async def _open_sale(self, event_id: int) -> EventSale:
-        sale = await read_event_sale(self.engine, event_id)
+    async def _open_sale(self, event_id: int, *, fresh: bool = False) -> EventSale:
+        """The event's sale if its queue is open, else the ApiError that says why. From the replica's cache
+        (a second old at most: a rush of joins costs no query each) unless `fresh`."""
+        sale = await (read_event_sale(self.engine, event_id) if fresh else self.sales.get(event_id))
         if sale is None or not sale.active:
             raise NotFound(f"Event with ID {event_id} not found")
         if sale.event_date <= _now():
@@ -86,7 +88,9 @@ class QueueDesk:
         """Join (again: the same place); ApiError 404/400 when the event has no open queue."""
         await self._open_sale(event_id)
         entry, figures = await self.queues.join(event_id, user_id)
-        if entry is None:  # closed between the check and the join (deleted, queue switched off)
+        if entry is None:  # the queue says it is closed (deleted, over, switched off): say why, fresh
+            self.sales.forget(event_id)
+            await self._open_sale(event_id, fresh=True)
             raise BadRequest(f"Event {event_id} has no queue: buy directly")
         return entry, figures
 
