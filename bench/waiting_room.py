@@ -112,18 +112,21 @@ def admission_steps(admitted_at: list[float]) -> list[tuple[float, int]]:
     return out
 
 
-def status_delays(place: int, updates: list[tuple[int, float]], steps: list[tuple[float, int]]) -> tuple[list[float], int]:
+def status_delays(place: int, updates: list[tuple[int, float]], steps: list[tuple[float, int]],
+                  interval: float = 0.0) -> tuple[list[float], list[float], int]:
     """For one waiting socket at `place`: the seconds from each admission step to the first queue-status
     (peopleAhead, arrival time) showing a peopleAhead at least that small, for the steps after its first
-    status that changed its position; and how many such steps it never showed."""
+    status that changed its position; the same delays counted from when the server's coalescing let it
+    push again (no sooner than `interval` after the socket's previous status); and how many such steps it
+    never showed."""
     if not updates:
-        return [], 0
+        return [], [], 0
     joined_at, first_ahead = updates[0][1], updates[0][0]
     best, lowest = [], None
     for ahead, arrived in updates:  # the smallest peopleAhead shown so far, over time
         lowest = ahead if lowest is None else min(lowest, ahead)
         best.append((lowest, arrived))
-    delays, never, j = [], 0, 0
+    delays, beyond, never, j = [], [], 0, 0
     for t, admitted in steps:
         target = max(0, place - 1 - admitted)
         if t < joined_at or target >= first_ahead:
@@ -133,8 +136,11 @@ def status_delays(place: int, updates: list[tuple[int, float]], steps: list[tupl
         if j == len(best):
             never += 1
             continue
-        delays.append(max(0.0, best[j][1] - t))
-    return delays, never
+        arrived = best[j][1]
+        delays.append(max(0.0, arrived - t))
+        allowed = t if j == 0 else max(t, best[j - 1][1] + interval)  # after the status before it
+        beyond.append(max(0.0, arrived - allowed))
+    return delays, beyond, never
 
 
 def percentiles_ms(values: list[float]) -> dict:
@@ -230,6 +236,14 @@ async def probe_queue_push(ws_base: str, token: str, event_id: int) -> str | Non
     return "not available: no queue-status within 30 s"
 
 
+def push_interval(base: str) -> float:
+    """The realtime replica's least time between two queue-status pushes to one socket (its stats)."""
+    try:
+        return float(httpx.get(f"{base}/realtime/stats", timeout=30).json().get("queuePushIntervalS") or 0.0)
+    except (httpx.HTTPError, ValueError, TypeError):
+        return 0.0
+
+
 class QueueWatcher:
     """One waiting buyer's socket: every queue-status as (peopleAhead, arrival time), and heartbeat replies."""
 
@@ -268,7 +282,8 @@ class QueueWatcher:
             self.failed = f"{type(exc).__name__}: {exc}"
 
 
-def watch(url: str, event_id: int, tokens: list[str], connect_parallel: int, nice: int, pipe) -> None:
+def watch(url: str, event_id: int, tokens: list[str], connect_parallel: int, nice: int, interval: float,
+          pipe) -> None:
     """The sockets' process (at Ray's worker niceness by default, like bench/ws_fanout.py)."""
     os.nice(nice)
 
@@ -299,13 +314,15 @@ def watch(url: str, event_id: int, tokens: list[str], connect_parallel: int, nic
         steps = await loop.run_in_executor(None, pipe.recv)  # the window is over: the admission steps
         for w in alive:
             w.socket.close()
-        delays, never, updates = [], 0, []
+        delays, beyond, never, updates = [], [], 0, []
         for w in alive:
-            d, n = status_delays(w.place or 0, w.updates, steps)
+            d, b, n = status_delays(w.place or 0, w.updates, steps, interval)
             delays.extend(d)
+            beyond.extend(b)
             never += n
             updates.append(sum(1 for _, t in w.updates if t >= window_start))
-        pipe.send({"delay": percentiles_ms(delays), "never_shown": never, "sockets": len(alive),
+        pipe.send({"delay": percentiles_ms(delays), "beyond_interval": percentiles_ms(beyond),
+                   "never_shown": never, "sockets": len(alive),
                    "updates_per_socket": {"min": min(updates, default=0), "max": max(updates, default=0),
                                           "mean": round(sum(updates) / len(updates), 1) if updates else 0},
                    "closed_during_run": sum(1 for w in alive if w.socket.closed.done())})
@@ -367,7 +384,7 @@ def run(args, work: Path) -> dict:
                 ours, theirs = multiprocessing.Pipe()
                 proc = multiprocessing.get_context("spawn").Process(
                     target=watch, args=(ws_base, event, [t for _, t in socket_users], args.connect_parallel,
-                                        args.client_nice, theirs), daemon=True)
+                                        args.client_nice, push_interval(base), theirs), daemon=True)
                 proc.start()
                 pipe = ours
                 opened = pipe.recv()
@@ -391,12 +408,15 @@ def run(args, work: Path) -> dict:
             pipe.send(steps)
             seen = pipe.recv()
             proc.join(30)
-            report["sockets"].update(admission_to_visible_ms=seen["delay"], never_shown=seen["never_shown"],
+            report["sockets"].update(admission_to_visible_ms=seen["delay"],
+                                     beyond_push_interval_ms=seen["beyond_interval"],
+                                     push_interval_s=push_interval(base), never_shown=seen["never_shown"],
                                      updates_per_socket=seen["updates_per_socket"],
                                      closed_during_run=seen["closed_during_run"])
             rtt = report["sockets"]["heartbeat_rtt_ms"]
             if rtt.get("p99") and seen["delay"].get("p99"):
                 report["sockets"]["p99_over_heartbeat_p99"] = round(seen["delay"]["p99"] / rtt["p99"], 2)
+            report["sockets"]["server_stats"] = httpx.get(f"{base}/realtime/stats", timeout=30).json()
         report["figures_after"] = httpx.get(f"{base}/api/events/{event}/queue/figures", timeout=30).json()
         report["event_id"] = event
         return report

@@ -34,19 +34,26 @@ def test_status_delays_time_each_step_to_the_first_status_at_least_that_new():
     # a socket at place 101: 100 ahead when it joined at t=0; steps admit 10 at t=1 and 10 more at t=2
     steps = [(1.0, 10), (2.0, 20)]
     updates = [(100, 0.0), (90, 1.2), (80, 2.5)]
-    delays, never = status_delays(101, updates, steps)
-    assert delays == pytest.approx([0.2, 0.5]) and never == 0
+    delays, beyond, never = status_delays(101, updates, steps)
+    assert delays == pytest.approx([0.2, 0.5]) and beyond == pytest.approx([0.2, 0.5]) and never == 0
 
 
 def test_status_delays_count_a_step_that_was_skipped_by_the_next_update():
     # the socket missed the first step's update; the second one shows both
-    delays, never = status_delays(101, [(100, 0.0), (80, 2.3)], [(1.0, 10), (2.0, 20)])
+    delays, _, never = status_delays(101, [(100, 0.0), (80, 2.3)], [(1.0, 10), (2.0, 20)])
     assert delays == pytest.approx([1.3, 0.3]) and never == 0
+
+
+def test_status_delays_beyond_the_push_interval_discount_the_coalescing():
+    # pushed at 0.0; the server may push again from 2.0 (interval 2 s): a step at 1.0 shown at 2.1 is
+    # 1.1 s late for the buyer, 0.1 s beyond what the coalescing allows
+    delays, beyond, _ = status_delays(101, [(100, 0.0), (90, 2.1)], [(1.0, 10)], interval=2.0)
+    assert delays == pytest.approx([1.1]) and beyond == pytest.approx([0.1])
 
 
 def test_status_delays_count_steps_never_shown_and_ignore_steps_before_joining():
     steps = [(0.5, 5), (1.0, 10), (2.0, 20)]
-    delays, never = status_delays(101, [(95, 0.7), (90, 1.1)], steps)
+    delays, _, never = status_delays(101, [(95, 0.7), (90, 1.1)], steps)
     assert delays == pytest.approx([0.1]) and never == 1  # the step at 0.5 came before the socket joined
 
 
