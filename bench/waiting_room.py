@@ -8,9 +8,8 @@ ticketing.local, HAProxy ingress), with same-run baselines.
 One fresh queued event, created through `POST /api/events` right before the clock starts (no warm-up
 join: the first buyer counts), and buyers inserted straight into the database with tokens signed by the
 server's secret (logins are measured by bench/logins.py). Load generator: wrk (C, two threads), each
-thread sending its share of the joins, one distinct buyer each; a thread keeps its connections busy until
-its share is answered, and those few extra requests re-join buyers already in the queue (same place, no
-new row). Three measurements, in this order:
+thread sending its share of the joins, one distinct buyer each; its connections send until the share
+has gone out, then wait idle until it is answered (BURST_LUA says why). Three measurements, in order:
 
   join burst   `--joins` buyers `POST /api/events/{id}/queue` at `--connections` connections: joins/s,
                p50/p99 (wrk), and the database afterwards: exactly `--joins` entries, places 1..joins.
@@ -47,22 +46,40 @@ from bench.rush import RESULTS, database, free_port
 from bench.ws_fanout import raise_open_files
 
 # Each thread sends its share of TOTAL requests, one token each (the same script for the joins and the
-# no-op baseline: only METHOD, PATH and EXPECT differ).
+# no-op baseline: only METHOD, PATH and EXPECT differ). Once a thread has sent its share, its connections
+# wait (delay) instead of sending more until the share is answered: an extra join would be answered at
+# once and could end the thread while first joins are still in flight, and a request cut off when wrk
+# stops is cancelled by the server (that buyer would never have joined). wrk calls request() once on the
+# first thread before the run, only to check the request, and never sends it: that call must not use up
+# a buyer.
 BURST_LUA = COMMON_LUA + """
 KEYS = {"ok", "other", "errors"}
 local tokens = lines(os.getenv("TOKENS_FILE"))
 function init(args)
   counter = id
-  answered, ok, other, errors = 0, 0, 0, 0
+  sent, answered, ok, other, errors = 0, 0, 0, 0, 0
   share = math.floor(TOTAL / NTHREADS)
+  checked = id ~= 0
 end
-function request()
-  first_us = first_us or now_us()
-  local token = tokens[(counter % #tokens) + 1]
-  counter = counter + NTHREADS
+function delay()
+  if sent >= share then return 3600000 end  -- this connection is done: idle until wrk stops
+  return 0
+end
+local function make(token)
   local body = nil
   if METHOD == "POST" then body = "" end  -- Content-Length: 0
   return wrk.format(METHOD, PATH, {["Authorization"] = "Bearer " .. token}, body)
+end
+function request()
+  if not checked then  -- wrk's check of the script, before the run
+    checked = true
+    return make(tokens[1])
+  end
+  first_us = first_us or now_us()
+  sent = sent + 1
+  local token = tokens[(counter % #tokens) + 1]
+  counter = counter + NTHREADS
+  return make(token)
 end
 function response(status, headers, body)
   answered = answered + 1
