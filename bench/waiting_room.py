@@ -458,14 +458,16 @@ def main() -> None:
     if args.sockets > args.joins:
         parser.error("--sockets must not exceed --joins (each socket is a waiting buyer)")
 
-    raise_open_files(args.sockets * 2 + args.connections + 1024)
+    limit = raise_open_files(args.sockets * 2 + args.connections + 1024)
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     # Free ports for HAProxy's stats and metrics (another system on this machine may hold the fixed ones),
     # and a connection limit with room for every socket and the burst's connections.
     for name in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
         os.environ.setdefault(name, str(free_port()))
-    os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(max(4096, args.sockets + args.connections + 2048)))
+    # HAProxy asks for about 2 descriptors a connection and 4,000 more (it refuses to start past the limit).
+    maxconn = min(max(4096, args.sockets + args.connections + 1024), (limit - 4200) // 2)
+    os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(maxconn))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     work = Path(tempfile.mkdtemp(prefix="ticketing-waiting-room-"))
