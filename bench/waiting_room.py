@@ -253,12 +253,13 @@ async def probe_queue_push(ws_base: str, token: str, event_id: int) -> str | Non
     return "not available: no queue-status within 30 s"
 
 
-def push_interval(base: str) -> float:
-    """The realtime replica's least time between two queue-status pushes to one socket (its stats)."""
+def realtime_stats(base: str) -> dict:
+    """The realtime replica's figures. Ask only while it has a free request slot: every open socket holds
+    one of its max_ongoing_requests (5,000), and a request past them waits in Serve's queue."""
     try:
-        return float(httpx.get(f"{base}/realtime/stats", timeout=30).json().get("queuePushIntervalS") or 0.0)
-    except (httpx.HTTPError, ValueError, TypeError):
-        return 0.0
+        return httpx.get(f"{base}/realtime/stats", timeout=30).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 class QueueWatcher:
@@ -354,14 +355,14 @@ def watch(url: str, event_id: int, tokens: list[str], connect_parallel: int, nic
 # ---- the run -----------------------------------------------------------------------------------------------
 
 
-def run(args, work: Path) -> dict:
+def run(args, work: Path, report: dict) -> None:
+    """The three measurements into `report` (kept as far as it got if a later one fails)."""
     import multiprocessing
 
     from ticketing import settings
     from ticketing.local import start_local
 
     system = start_local(data_dir=work / "system", num_cpus=2, dashboard=False)
-    report: dict = {}
     try:
         base, db_url = system.url, system.database_url
         buyers = Buyers(db_url, settings.jwt_secret(system.data_dir))
@@ -398,10 +399,12 @@ def run(args, work: Path) -> dict:
                 report["sockets"]["note"] = why_not
                 print(why_not, flush=True)
             else:
+                interval = float(realtime_stats(base).get("queuePushIntervalS") or 0.0)
+                report["sockets"]["push_interval_s"] = interval
                 ours, theirs = multiprocessing.Pipe()
                 proc = multiprocessing.get_context("spawn").Process(
                     target=watch, args=(ws_base, event, [t for _, t in socket_users], args.connect_parallel,
-                                        args.client_nice, push_interval(base), theirs), daemon=True)
+                                        args.client_nice, interval, theirs), daemon=True)
                 proc.start()
                 pipe = ours
                 opened = pipe.recv()
@@ -421,17 +424,14 @@ def run(args, work: Path) -> dict:
         stamps = admitted_stamps(db_url, event)
         report["admission"] = admission_rate(stamps, start, end, args.rate)
         if pipe:
-            # The sockets listen a little longer, so the window's last steps can still show; the replica's
-            # figures are read while they are open.
-            time.sleep(push_interval(base) + 3.0)
-            report["sockets"]["server_stats"] = httpx.get(f"{base}/realtime/stats", timeout=30).json()
+            time.sleep(interval + 3.0)  # the sockets listen a little longer: the window's last steps can show
             steps = [(t, n) for t, n in admission_steps(stamps) if start <= t < end]
             pipe.send(steps)
             seen = pipe.recv()
             proc.join(30)
+            report["sockets"]["server_stats"] = realtime_stats(base)  # the sockets are closed: a slot is free
             report["sockets"].update(admission_to_visible_ms=seen["delay"],
-                                     beyond_push_interval_ms=seen["beyond_interval"],
-                                     push_interval_s=push_interval(base), never_shown=seen["never_shown"],
+                                     beyond_push_interval_ms=seen["beyond_interval"], never_shown=seen["never_shown"],
                                      updates_per_socket=seen["updates_per_socket"],
                                      closed_during_run=seen["closed_during_run"])
             rtt = report["sockets"]["heartbeat_rtt_ms"]
@@ -440,7 +440,6 @@ def run(args, work: Path) -> dict:
                     report["sockets"][name] = round(seen[key]["p99"] / rtt["p99"], 2)
         report["figures_after"] = httpx.get(f"{base}/api/events/{event}/queue/figures", timeout=30).json()
         report["event_id"] = event
-        return report
     finally:
         system.stop()
 
@@ -477,9 +476,11 @@ def main() -> None:
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
               "load_average_before": [round(x, 2) for x in load], "config": vars(args),
               "env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")}}
-    report.update(run(args, work))
-    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    out.write_text(json.dumps(report, indent=2, default=str))
+    try:
+        run(args, work, report)
+    finally:
+        report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        out.write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps(report, indent=2, default=str))
     print(f"written to {out}")
 
