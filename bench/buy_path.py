@@ -203,12 +203,17 @@ def lua(work: Path, name: str, source: str, **constants) -> Path:
     return path
 
 
-def wrk_until_done(url: str, connections: int, script: Path, env: dict, *, limit_s: float = 300) -> dict:
+def wrk_until_done(url: str, connections: int, script: Path, env: dict, *, limit_s: float = 300,
+                   timeout_s: float | None = None) -> dict:
     """Run wrk with a script whose threads each send a fixed share and then write to DONE_FILE; stop
-    wrk when both have (SIGINT makes it print its summary) and parse it like bench.rush.wrk does."""
+    wrk when both have (SIGINT makes it print its summary) and parse it like bench.rush.wrk does.
+    `timeout_s`: wrk's request timeout (default 2 s; answers slower than it are left out of wrk's
+    latency figures and counted as timeouts)."""
     done = script.with_suffix(".done")
     done.unlink(missing_ok=True)
     cmd = ["wrk", "-s", str(script), "-t2", f"-c{connections}", f"-d{int(limit_s)}s", "--latency", url]
+    if timeout_s:
+        cmd[1:1] = ["--timeout", f"{int(timeout_s)}s"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **env, "DONE_FILE": str(done)})
     deadline = time.monotonic() + limit_s

@@ -1,4 +1,4 @@
-"""Both notebooks run top to bottom with small parameters, so they cannot rot.
+"""The notebooks run top to bottom with small parameters, so they cannot rot.
 
 Each runs in its own kernel process (nbclient), which starts its own Ray instance and Serve on its own
 port and data folder: nothing is shared with this session's cluster. Parameters reach the notebooks'
@@ -75,3 +75,18 @@ def test_compare_hold_policies_notebook(tmp_path, database_url):
     assert "OK: no policy oversold" in text, text[-3000:]
     assert "short hold" in text and "long hold" in text
     assert images(nb) >= 1
+
+
+def test_waiting_room_rehearsal_notebook(tmp_path):
+    try:
+        nb = run_notebook("waiting_room_rehearsal.ipynb", {
+            "RUSH_BUYERS": "300", "RUSH_SEATS": "100", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_HOLD_SECONDS": "30",
+            "RUSH_ADMISSION_PER_MINUTE": "6000", "RUSH_POLL_MIN": "0.3", "RUSH_POLL_MAX": "2",
+            "RUSH_CONCURRENCY": "64", "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
+        })
+        text = outputs(nb)
+        assert "OK: neither run oversold" in text and "admitted from the queue" in text, text[-3000:]
+        assert "queue off" in text and "queue on" in text and "soldOutSeconds" in text  # the table was printed
+        assert images(nb) >= 1
+    finally:
+        stop_leftover_database(tmp_path)

@@ -3,7 +3,9 @@ paced call loop the benchmarks drive the category actors with (`CallRush`).
 
 Buyers arrive along an arrival curve, each hold seats and then buys, walks away (the hold expires) or
 releases. A refused buyer tries again a few times, as real ones do. Watchers poll the public tickets
-endpoint meanwhile. Afterwards the outcome is checked against the server: seats sold (from the
+endpoint meanwhile. With the event's waiting room on (`RushConfig.queue`), each buyer first joins the
+queue, polls their turn (at half the estimated wait, within `poll_seconds`) until admitted, and then holds
+and buys with the pass; a buyer still waiting when the watchers see the event sold out leaves. Afterwards the outcome is checked against the server: seats sold (from the
 organizer's order list) never exceed the seats on sale, and every order a buyer was told about exists;
 given the database URL, the seat ledger of `ticketing.invariants` (counters = rows, nothing oversold) too.
 """
@@ -43,6 +45,12 @@ class RushConfig:
     concurrency: int = 64             # open HTTP connections at most
     warm_up: bool = True              # load the category actor before the clock starts (not a cold start)
     seed: int = 7
+    # The event's waiting room (sale settings of the event, as an organizer sets them).
+    queue: bool = False
+    admission_per_minute: int | None = None
+    max_shoppers: int | None = None   # buyers shopping at once (a turn lasts shopping_minutes, bought or not)
+    shopping_minutes: int = 10
+    poll_seconds: tuple[float, float] = (1.0, 30.0)  # a waiting buyer polls their turn within these bounds
 
     def __post_init__(self) -> None:
         if self.arrival not in ARRIVALS:
@@ -52,6 +60,29 @@ class RushConfig:
             raise ValueError(f"mix must weigh {BEHAVIOURS}, got {self.mix}")
         if self.buyers < 1 or self.seats < 0 or self.max_quantity < 1:
             raise ValueError("buyers and max_quantity must be >= 1, seats >= 0")
+        if self.queue and self.admission_per_minute is None and self.max_shoppers is None:
+            raise ValueError("a queue needs admission_per_minute, max_shoppers or both")
+        if not 0 < self.poll_seconds[0] <= self.poll_seconds[1]:
+            raise ValueError("poll_seconds must be (min, max) with 0 < min <= max")
+
+    def sale(self) -> dict:
+        """The event's sale settings in the API's fields (empty without a queue)."""
+        if not self.queue:
+            return {}
+        sale = {"queueEnabled": True, "shoppingMinutes": self.shopping_minutes}
+        if self.admission_per_minute is not None:
+            sale["admissionPerMinute"] = self.admission_per_minute
+        if self.max_shoppers is not None:
+            sale["maxShoppers"] = self.max_shoppers
+        return sale
+
+
+def next_poll_seconds(estimated_wait: float | None, bounds: tuple[float, float], jitter: float = 1.0) -> float:
+    """When a waiting buyer asks again: half the estimated wait (unknown: the longest), within the bounds,
+    times a jitter (so thousands of buyers do not poll in step)."""
+    low, high = bounds
+    wanted = high if estimated_wait is None else estimated_wait / 2
+    return min(high, max(low, wanted)) * jitter
 
 
 def arrival_offsets(config: RushConfig, rng: random.Random) -> list[float]:
@@ -101,7 +132,8 @@ class Buyer:
     behaviour: str
     quantity: int
     arrival: float
-    outcome: str = "pending"  # sold | abandoned | released | refused | expired | error
+    outcome: str = "pending"  # sold | abandoned | released | refused | expired | error | left (sold out in the queue)
+    admitted: float | None = None  # seconds since the start at which the buyer saw their turn come (queue)
 
 
 @dataclass
@@ -115,15 +147,35 @@ class RushResult:
     duration: float
     hold_seconds: float | None = None      # as granted by the server (expiresAt - createdAt)
     final: dict = field(default_factory=dict)  # the server's figures after the rush
+    polls: list[float] = field(default_factory=list)  # latencies of the waiting buyers' GET of their turn
+    admissions: list[float] = field(default_factory=list)  # seconds since the start of each admission (database)
 
     def latencies(self, kind: str) -> list[float]:
         return sorted(c.latency for c in self.calls if c.kind == kind and c.status)
 
+    def sold_over_time(self) -> list[tuple[float, int]]:
+        """(seconds since the start, seats sold so far) after each confirmed order, as buyers were told."""
+        return cumulative((c.start + c.latency, c.quantity)
+                          for c in self.calls if c.kind == "order" and c.status == 201)
+
+    def sold_out_seconds(self) -> float | None:
+        """When the last seat was sold (buyers' answers), or None if the rush never sold them all."""
+        return next((t for t, n in self.sold_over_time() if n >= self.config.seats), None)
+
     def summary(self) -> dict:
         holds = [c for c in self.calls if c.kind == "hold"]
         outcomes = {o: sum(1 for b in self.buyers if b.outcome == o)
-                    for o in ("sold", "abandoned", "released", "expired", "refused", "error")}
+                    for o in ("sold", "abandoned", "released", "expired", "refused", "error", "left")}
         hold_ms, order_ms = self.latencies("hold"), self.latencies("order")
+        queue = {}
+        if self.config.queue:
+            joins, polls = self.latencies("join"), sorted(self.polls)
+            queue = {"joins": len(joins), "joinP50ms": percentile_ms(joins, 50), "joinP99ms": percentile_ms(joins, 99),
+                     "polls": len(polls), "pollsPerSecond": round(len(polls) / self.duration, 1) if self.duration else None,
+                     "pollP99ms": percentile_ms(polls, 99),
+                     "buyersAdmitted": sum(1 for b in self.buyers if b.admitted is not None),
+                     "admittedInDatabase": len(self.admissions) if self.admissions else None}
+        sold_out = self.sold_out_seconds()
         return {
             "buyers": len(self.buyers),
             "seats": self.config.seats,
@@ -141,12 +193,23 @@ class RushResult:
             "orderP50ms": percentile_ms(order_ms, 50),
             "orderP99ms": percentile_ms(order_ms, 99),
             "holdSeconds": self.hold_seconds,
+            "soldOutSeconds": None if sold_out is None else round(sold_out, 2),
             "durationSeconds": round(self.duration, 2),
+            **queue,
         }
 
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "config": asdict(self.config), "eventId": self.event_id,
                 "categoryId": self.category_id, "final": self.final}
+
+
+def cumulative(points) -> list[tuple[float, int]]:
+    """(time, amount) points → (time, running total) in time order."""
+    out, total = [], 0
+    for t, n in sorted(points):
+        total += n
+        out.append((t, total))
+    return out
 
 
 def percentile_ms(sorted_seconds: list[float], p: float) -> float | None:
@@ -179,13 +242,14 @@ async def account(client: httpx.AsyncClient, role: str, username: str | None = N
 
 
 async def create_event(client: httpx.AsyncClient, organizer: dict, seats: int, name: str | None = None,
-                       price: str = "50.00", category: str = "General") -> dict:
+                       price: str = "50.00", category: str = "General", sale: dict | None = None) -> dict:
     body = {
         "eventName": name or unique("Rush"),
         "eventCategory": "music",
         "eventDate": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat(),
         "location": "Arena",
         "ticketCategories": [{"categoryName": category, "price": price, "totalSeats": seats}],
+        **(sale or {}),
     }
     r = await client.post("/api/events", json=body, headers=organizer["headers"])
     if r.status_code != 201:
@@ -220,46 +284,103 @@ async def _gather_limited(factories, limit: int):
 
 async def run_rush(url: str, config: RushConfig | None = None, *,
                    progress: Callable[[int, int], None] | None = None,
-                   database_url: str | None = None) -> RushResult:
+                   database_url: str | None = None, accounts: list[dict] | None = None) -> RushResult:
     """Set up an event and `config.buyers` accounts, run the rush, then read back the outcome (and the
-    seat ledger from the database, if its URL is given)."""
+    seat ledger and the queue's admissions from the database, if its URL is given).
+
+    `accounts`: buyers made beforehand ({headers, ...}, e.g. `ticketing.accounts.mint_accounts`), else each
+    is registered and logged in through the API. At most `config.concurrency` requests are in flight; a
+    call's latency is timed from when it got a connection (the simulation's connection limit is not the
+    server's delay). The warm-up hold is skipped with a queue (it would need a pass)."""
     config = config or RushConfig()
     rng = random.Random(config.seed)
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    connections = config.concurrency + config.watchers + 1
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    gate = asyncio.Semaphore(config.concurrency)  # httpx's pool slows down badly with thousands queued in it
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         organizer = await account(client, "organizer")
-        event = await create_event(client, organizer, config.seats)
+        event = await create_event(client, organizer, config.seats, sale=config.sale())
         event_id, category_id = event["idEvent"], event["ticketCategories"][0]["id"]
-        if config.warm_up:
+        if config.warm_up and not config.queue:
             await warm_up(client, organizer, event_id, category_id)
-        # Registration hashes passwords (CPU-heavy by design): a few at a time, before the clock starts.
-        accounts = await _gather_limited([lambda: account(client, "assistant") for _ in range(config.buyers)], 4)
+        if accounts is not None:
+            if len(accounts) < config.buyers:
+                raise ValueError(f"{config.buyers} buyers, {len(accounts)} accounts given")
+            accounts = accounts[:config.buyers]
+        else:  # registration hashes passwords (CPU-heavy by design): a few at a time, before the clock starts
+            accounts = await _gather_limited([lambda: account(client, "assistant")
+                                              for _ in range(config.buyers)], 4)
         names, weights = zip(*config.mix.items())
         buyers = [Buyer(i, rng.choices(names, weights)[0], rng.randint(1, config.max_quantity), t)
                   for i, t in enumerate(arrival_offsets(config, rng))]
         thinks = [rng.uniform(*config.think_seconds) for _ in buyers]
         calls: list[Call] = []
         samples: list[Sample] = []
+        polls: list[float] = []
         granted_durations: list[float] = []
+        passes: dict[int, dict] = {}  # buyer index → the X-Queue-Pass header
+        sold_out = asyncio.Event()  # the watchers saw every seat sold: waiting buyers leave
         done = 0
+        started_at = time.time()
         t0 = time.monotonic()
 
+        async def request(buyer: Buyer, method: str, path: str, **kw) -> tuple[float, float, httpx.Response]:
+            headers = {**accounts[buyer.index]["headers"], **passes.get(buyer.index, {})}
+            async with gate:
+                start = time.monotonic()
+                try:
+                    r = await client.request(method, path, headers=headers, **kw)
+                except httpx.HTTPError as exc:
+                    return start, time.monotonic() - start, exc
+            return start, time.monotonic() - start, r
+
         async def timed(buyer: Buyer, kind: str, method: str, path: str, **kw) -> httpx.Response | None:
-            start = time.monotonic()
-            try:
-                r = await client.request(method, path, headers=accounts[buyer.index]["headers"], **kw)
-            except httpx.HTTPError as exc:
-                calls.append(Call(buyer.index, kind, start - t0, time.monotonic() - start, 0, buyer.quantity,
-                                  type(exc).__name__))
+            start, latency, r = await request(buyer, method, path, **kw)
+            if isinstance(r, Exception):
+                calls.append(Call(buyer.index, kind, start - t0, latency, 0, buyer.quantity, type(r).__name__))
                 return None
             message = "" if r.status_code < 300 else _message(r)
-            calls.append(Call(buyer.index, kind, start - t0, time.monotonic() - start, r.status_code,
-                              buyer.quantity, message))
+            calls.append(Call(buyer.index, kind, start - t0, latency, r.status_code, buyer.quantity, message))
             return r
+
+        async def wait_turn(buyer: Buyer) -> bool:
+            """Join the queue and poll until admitted (then the pass goes with every call); False if the
+            buyer left (sold out while waiting) or could not queue."""
+            r = await timed(buyer, "join", "POST", f"/api/events/{event_id}/queue")
+            if r is None or r.status_code != 201:
+                buyer.outcome = "error" if r is None or r.status_code >= 500 else "refused"
+                return False
+            state = r.json()
+            while state.get("status") != "admitted":
+                if state.get("status") == "expired":
+                    buyer.outcome = "expired"
+                    return False
+                pause = next_poll_seconds(state.get("estimatedWaitSeconds"), config.poll_seconds,
+                                          rng.uniform(0.8, 1.2))
+                try:
+                    await asyncio.wait_for(sold_out.wait(), pause)
+                except TimeoutError:
+                    pass
+                if sold_out.is_set():
+                    buyer.outcome = "left"
+                    return False
+                _, latency, r = await request(buyer, "GET", f"/api/events/{event_id}/queue")
+                if isinstance(r, Exception) or r.status_code != 200:
+                    continue  # a failed poll: ask again later
+                polls.append(latency)
+                state = r.json()
+            buyer.admitted = time.monotonic() - t0
+            passes[buyer.index] = {"X-Queue-Pass": state["queuePass"]}
+            return True
 
         async def one_buyer(buyer: Buyer) -> None:
             nonlocal done
             await asyncio.sleep(max(0.0, buyer.arrival - (time.monotonic() - t0)))
+            if config.queue and not await wait_turn(buyer):
+                done += 1
+                if progress:
+                    progress(done, len(buyers))
+                return
             body = {"eventId": event_id, "categoryId": category_id, "quantity": buyer.quantity}
             hold, failed = None, False
             for attempt in range(config.retries + 1):
@@ -306,6 +427,8 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
                         c = r.json()[0]
                         samples.append(Sample(index, start - t0, time.monotonic() - start, c["availableSeats"],
                                               c["heldSeats"], c["reservedSeats"]))
+                        if c["reservedSeats"] >= c["totalSeats"]:
+                            sold_out.set()
                 except httpx.HTTPError:
                     pass
                 try:
@@ -321,10 +444,14 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
             await asyncio.gather(*watchers)
         duration = time.monotonic() - t0
         final = await read_back(client, organizer, event_id, category_id, config.seats, calls)
+    admissions: list[float] = []
     if database_url:
         final = await asyncio.to_thread(with_ledger, final, database_url, category_id)
+        if config.queue:
+            admissions = [t - started_at for t in await asyncio.to_thread(admission_stamps, database_url, event_id)]
     return RushResult(config, event_id, category_id, buyers, calls, samples, duration,
-                      hold_seconds=round(granted_durations[0], 3) if granted_durations else None, final=final)
+                      hold_seconds=round(granted_durations[0], 3) if granted_durations else None, final=final,
+                      polls=polls, admissions=sorted(admissions))
 
 
 async def read_back(client: httpx.AsyncClient, organizer: dict, event_id: int, category_id: int,
@@ -364,6 +491,22 @@ def with_ledger(final: dict, database_url: str, category_id: int) -> dict:
     finally:
         engine.dispose()
     return {**final, "ledger": ledger.as_dict(), "consistent": final["consistent"] and ledger.ok}
+
+
+def admission_stamps(database_url: str, event_id: int) -> list[float]:
+    """When each buyer of the event's queue was admitted (epoch seconds, as committed), from the database."""
+    from sqlalchemy import create_engine, text
+
+    from storage.database import normalise_url
+
+    engine = create_engine(normalise_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return [float(t) for t in conn.execute(
+                text("SELECT extract(epoch FROM admitted_at) FROM queue_entries"
+                     " WHERE event_id = :e AND admitted_at IS NOT NULL"), {"e": event_id}).scalars()]
+    finally:
+        engine.dispose()
 
 
 def run_rush_sync(url: str, config: RushConfig | None = None, **kw) -> RushResult:
