@@ -80,7 +80,7 @@ def test_compare_hold_policies_notebook(tmp_path, database_url):
 def test_waiting_room_rehearsal_notebook(tmp_path):
     try:
         nb = run_notebook("waiting_room_rehearsal.ipynb", {
-            "RUSH_BUYERS": "300", "RUSH_SEATS": "100", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_HOLD_SECONDS": "30",
+            "RUSH_BUYERS": "120", "RUSH_SEATS": "40", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_HOLD_SECONDS": "30",
             "RUSH_ADMISSION_PER_MINUTE": "6000", "RUSH_POLL_MIN": "0.3", "RUSH_POLL_MAX": "2",
             "RUSH_CONCURRENCY": "64", "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
         })
