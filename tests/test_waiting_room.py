@@ -376,7 +376,7 @@ def test_a_whole_restart_keeps_places_and_admissions_and_goes_on_in_order(http, 
 
     from deployments.app import build_app
 
-    q = queued_event(http, admissionPerMinute=60)  # one a second
+    q = queued_event(http, admissionPerMinute=120)  # two a second
     buyers = many_buyers(db, jwt_secret, 12)
     places = {b["id"]: join(http, b, q["id"])["place"] for b in buyers}
     wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
