@@ -94,6 +94,7 @@ class Gateway:
         self.limits = EdgeLimits()
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
+        self.queue_keeper = asyncio.get_running_loop().create_task(self._keep_queues())
 
     async def _warm_on_sale(self) -> None:
         try:
@@ -101,8 +102,11 @@ class Gateway:
             log.info("warmed the actors of %d categories on sale", count)
         except Exception:  # warming is an optimisation: a cold category still works
             log.warning("warming the category actors failed", exc_info=True)
-        # Queues admit on their own clock, so they must run without a caller: started now, and looked
-        # after every QUEUE_KEEPER_SECONDS (a queue actor that died for good is started again).
+
+    async def _keep_queues(self) -> None:
+        """Queues admit on their own clock, so they must run without a caller: started now (not after the
+        category actors, which may be thousands), and looked after every QUEUE_KEEPER_SECONDS (a queue
+        actor that died for good is started again)."""
         while True:
             try:
                 count = await self.waiting_room.queues.warm_queued()
