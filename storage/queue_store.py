@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.queue import Place
 from domain.sale import SaleSettings
-from domain.vocabulary import QueueStatus
-from storage.models import Event, EventQueue, Hold, QueueEntry, TicketCategory
+from domain.vocabulary import HoldStatus, QueueStatus
+from storage.models import Event, EventQueue, Hold, QueueEntry
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ async def active_holds_of(conn: AsyncConnection, event_id: int, user_ids: list[i
     """(category id, user id) of the active holds these accounts have in the event."""
     rows = (await conn.execute(
         select(Hold.category_id, Hold.user_id)
-        .where(Hold.event_id == event_id, Hold.user_id.in_(user_ids), Hold.status == "active")
+        .where(Hold.event_id == event_id, Hold.user_id.in_(user_ids), Hold.status == HoldStatus.ACTIVE)
     )).all()
     return [(r.category_id, r.user_id) for r in rows]
 
@@ -126,18 +126,3 @@ async def queued_events(engine: AsyncEngine, now: datetime) -> list[int]:
             select(Event.id).where(Event.queue_enabled.is_(True), Event.is_active.is_(True), Event.event_date > now)
         )
         return [r[0] for r in rows.all()]
-
-
-async def category_ids(conn: AsyncConnection, event_id: int) -> list[int]:
-    rows = await conn.execute(select(TicketCategory.id).where(TicketCategory.event_id == event_id))
-    return [r[0] for r in rows.all()]
-
-
-async def queue_counts(engine: AsyncEngine, event_id: int) -> dict[str, int]:
-    """Entries per status, straight from the rows (for tests and checks)."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(QueueEntry.status, func.count()).where(QueueEntry.event_id == event_id).group_by(QueueEntry.status)
-        )
-        return {status.value: count for status, count in rows.all()}
-
