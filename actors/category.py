@@ -20,11 +20,18 @@ import ray
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from actors import metrics
-from actors.broadcaster import Publisher
+from actors.broadcaster import Publisher, broadcaster
 from domain.inventory import Allowance, CategoryInventory, Changes, Outcome, Refusal, Request, refuse
 from domain.realtime import order_notices
 from storage.database import make_engine
-from storage.inventory_store import CategoryMissing, StaleWrite, load_category, lock_buyers, write_changes
+from storage.inventory_store import (
+    CategoryMissing,
+    StaleWrite,
+    load_category,
+    lock_buyers,
+    rehearse_writes,
+    write_changes,
+)
 from ticketing import settings
 
 log = logging.getLogger(__name__)
@@ -127,6 +134,7 @@ class TicketCategory:
         async with self.load_lock:
             if not self.loaded_once:
                 await self._load()
+                await self._rehearse()
                 self.loaded_once = True
                 self.wakeup.set()  # let the loop expire holds that ran out while no actor was up
 
@@ -145,6 +153,18 @@ class TicketCategory:
             max_per_order=int(self.tunables["max_per_order"]),
         )
         log.info("category %s loaded: %s", self.category_id, self.inventory.figures())
+
+    async def _rehearse(self) -> None:
+        """Before the first decision: compile the write statements and reach the broadcaster, so the first
+        buyer of a category its organizer just made pays no more than the next ones (the warm-up pays)."""
+        if self.inventory is None:
+            return
+        try:
+            async with self.engine.connect() as conn:
+                await rehearse_writes(conn, self.inventory.info, _now())
+            broadcaster()
+        except Exception:  # an optimisation only: the first batch then pays for it, as before
+            log.warning("rehearsing the writes of category %s failed", self.category_id, exc_info=True)
 
     async def _run(self) -> None:
         idle_since = time.monotonic()

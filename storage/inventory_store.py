@@ -2,14 +2,16 @@
 batch of its decisions in one transaction."""
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import Integer, any_, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.inventory import ActiveHold, CategoryInfo, Changes, SoldOrder
+from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder, SoldOrder
 from domain.vocabulary import SOLD_STATUSES, HoldStatus, OrderStatus
 from storage.models import BuyerTickets, Event, Hold, Order, TicketCategory
 
@@ -164,3 +166,34 @@ async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Chan
         ).all()
         for order, (order_id, created_at) in zip(changes.new_orders, rows):
             order.id, order.created_at = order_id, created_at
+
+
+class _Rehearsal(Exception):
+    """Raised to roll a rehearsal back."""
+
+
+async def rehearse_writes(conn: AsyncConnection, info: CategoryInfo, now: datetime) -> None:
+    """Run every statement a batch may write (a hold, its order, a plain order, a cancellation, the buyers'
+    lock) once for the event's organizer, in a transaction that is always rolled back.
+
+    A new actor process compiles each statement on its first use, and a new database connection plans
+    its triggers on theirs: measured on 2026-12-02, a fresh category's first write took 6 ms against 1.7 ms
+    warm. Rehearsing when the actor loads lets the organizer's warm-up pay for that instead of the first
+    buyer. Nothing stays: a refusal by the database (say, a sold-out category) ends the rehearsal early,
+    and the order ids it took from their sequence are the only trace (ids may have gaps)."""
+    try:
+        async with conn.begin():
+            organizer = (await conn.execute(select(Event.created_by).where(Event.id == info.event_id))).scalar()
+            if organizer is None:
+                return
+            hold = ActiveHold(uuid.uuid4(), organizer, 1, now, now + timedelta(minutes=1))
+            with_hold = NewOrder(organizer, 1, info.price, info.event_name, info.category_name, None, hold.id, None)
+            plain = NewOrder(organizer, 1, info.price, info.event_name, info.category_name, None, None, None)
+            await lock_buyers(conn, info.event_id, {organizer})
+            await write_changes(conn, info, Changes(new_holds={hold.id: (hold, HoldStatus.ACTIVE)}), now)
+            await write_changes(conn, info, Changes(hold_status={hold.id: HoldStatus.CONFIRMED},
+                                                    new_orders=[with_hold, plain]), now)
+            await write_changes(conn, info, Changes(cancelled_orders=[SoldOrder(plain.id, organizer, 1)]), now)
+            raise _Rehearsal
+    except (_Rehearsal, DBAPIError, StaleWrite):
+        pass
