@@ -37,6 +37,7 @@ from deployments.seats import SeatDesk
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
 from domain.auth import VerifiedTokens
+from storage.catalog_notices import announce, changed_events
 from ticketing import settings
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class Gateway:
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
         self.queue_keeper = asyncio.get_running_loop().create_task(self._keep_queues())
+        self.db_url = db_url
+        self.catalog_follower = asyncio.get_running_loop().create_task(self._follow_catalog())
 
     async def _warm_on_sale(self) -> None:
         try:
@@ -115,13 +118,40 @@ class Gateway:
                 log.warning("starting the queue actors failed", exc_info=True)
             await asyncio.sleep(QUEUE_KEEPER_SECONDS)
 
+    async def _follow_catalog(self) -> None:
+        """Another replica's organizer request changed an event (storage.catalog_notices): connect to its
+        categories' actors and re-read its sale settings now, before buyers arrive."""
+        while True:
+            try:
+                async for event_id in changed_events(self.db_url):
+                    asyncio.get_running_loop().create_task(self._catalog_changed(event_id))
+            except Exception:
+                log.warning("listening for catalog changes failed; listening again", exc_info=True)
+            await asyncio.sleep(1.0)
+
+    async def _catalog_changed(self, event_id: int) -> None:
+        self.waiting_room.sales.forget(event_id)
+        try:
+            await self.seats.categories.warm_on_sale(event_id)
+            await self.waiting_room.sales.get(event_id)
+        except Exception:  # an optimisation: a buyer's request does the same on its own
+            log.warning("preparing for the changes of event %s failed", event_id, exc_info=True)
+
+    async def _announce(self, event_id: int) -> None:
+        self.waiting_room.sales.forget(event_id)  # this replica sees new sale settings at once
+        try:
+            await announce(self.seats.engine, event_id)  # and the others within milliseconds
+        except Exception:
+            log.warning("announcing the change of event %s failed", event_id, exc_info=True)
+
     async def _warm(self, event: dict) -> dict:
-        """Create and load the actors of an event's categories on sale, so no buyer pays for it."""
+        """Create and load the actors of an event's categories on sale, so no buyer pays for it; every
+        other replica does the same on the announcement."""
+        await self._announce(event["idEvent"])
         try:
             await self.seats.categories.warm_on_sale(event["idEvent"])
         except Exception:
             log.warning("warming the category actors of event %s failed", event["idEvent"], exc_info=True)
-        self.waiting_room.sales.forget(event["idEvent"])  # this replica sees new sale settings at once
         if event.get("queueEnabled"):  # present only when the event has sale settings
             await self.waiting_room.queues.figures(event["idEvent"])  # starts the queue's clock
         return event
@@ -260,7 +290,7 @@ class Gateway:
     async def control_queue(self, event_id: EventId, body: QueueControlBody, caller: Caller) -> dict:
         """The organizer's live controls: pause or resume admission, change the rate or the cap."""
         event = await call(self.events.control_queue.remote(caller, event_id, body.model_dump(exclude_unset=True)))
-        self.waiting_room.sales.forget(event_id)
+        await self._announce(event_id)
         return {**queue_figures_view(await self.waiting_room.queues.figures(event_id)),
                 "shoppingMinutes": event.get("shoppingMinutes")}
 
