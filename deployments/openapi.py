@@ -18,8 +18,8 @@ ERROR_SCHEMA = {
 
 
 def api_routes(routes):
-    """Every APIRoute below `routes`. Serve's class-based view re-mounts our routes through
-    `include_router`, which FastAPI >= 0.137 keeps nested (`original_router`) instead of flattening."""
+    """Every APIRoute below `routes`. The Gateway adds its routes through `include_router`, which
+    FastAPI >= 0.137 keeps nested (`original_router`) instead of flattening."""
     for route in routes:
         if isinstance(route, APIRoute):
             yield route
@@ -46,8 +46,7 @@ def _error(description: str) -> dict:
 class TicketingAPI(FastAPI):
     """A FastAPI app whose OpenAPI document says what the handlers really answer: bad input is 400 with
     {statusCode, message, error} (FastAPI alone documents 422 with its own shape), guarded routes may
-    answer 401, and health answers 503 when the database is not usable. A method, not an instance
-    attribute: `serve.ingress` serves a pickled copy of the app taken when the class is decorated."""
+    answer 401, and health answers 503 when the database is not usable."""
 
     def openapi(self) -> dict:
         if self.openapi_schema is None:

@@ -27,9 +27,10 @@ from starlette.routing import Route
 from actors.broadcaster import broadcaster
 from actors.client import CategoryActors
 from deployments.abuse import Action, EdgeLimits
-from deployments.realtime_hub import TOO_SLOW, Encoder, Hub, Sender, Session, replies
+from deployments.realtime_hub import Hub
 from deployments.realtime_metrics import RealtimeMetrics
 from deployments.realtime_queue import PUSH_INTERVAL_S, QueueWatch
+from deployments.realtime_session import TOO_SLOW, Encoder, Sender, Session, replies
 from deployments.views import hold_row_view, lock_response, unlock_response
 from deployments.waiting_room import QueueDesk
 from domain import events as event_rules
@@ -126,7 +127,7 @@ class RealtimeCore:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if ended.done() and ended.result() in TOO_SLOW and not reader.done():
                 # The client fell behind (its outbox filled up, or a send stalled): drop it, not the others.
-                self.hub.laggards += 1
+                self.hub.closed_laggard()
                 closing = (proto.CLOSE_TOO_SLOW, "Client too slow")
             elif expiry is not None and expiry.done() and not reader.done():
                 session.send("error", {"message": "Token expired", "statusCode": 401})

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 
-from deployments.realtime_hub import Session
+from deployments.realtime_session import Session
 from domain import realtime as proto
 from domain.queue import Place, QueueFigures, needs_fresh_state
 

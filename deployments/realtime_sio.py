@@ -22,15 +22,15 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
 from deployments.realtime import RealtimeCore
-from deployments.realtime_hub import Session
 from deployments.realtime_queue import PUSH_INTERVAL_S
+from deployments.realtime_session import Session
 from domain import realtime as proto
 from domain.auth import Principal, token_from_header
 from domain.errors import ApiError
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/realtime"
-# Packets queued in engine.io for one client before a send counts as blocked: from then on the hub's
+# Packets queued in engine.io for one client before a send counts as blocked: from then on the socket's
 # outbox holds (and coalesces) what is for it, and a client that stays behind is dropped as a laggard.
 ENGINE_QUEUE_LIMIT = 64
 MAX_PACKET_BYTES = 64 * 1024  # engine.io packets (and polling bodies) larger than this close the connection
@@ -177,7 +177,7 @@ class RealtimeSocketIO:
                 await websocket.send(packet.encode())
                 return
             if socket.queue.qsize() >= ENGINE_QUEUE_LIMIT:
-                await socket.queue.join()  # blocks: the hub's outbox takes over until the client reads
+                await socket.queue.join()  # blocks: the socket's outbox takes over until the client reads
             await socket.send(packet)
 
         return send

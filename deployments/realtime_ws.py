@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from deployments.realtime import RealtimeCore
-from deployments.realtime_hub import Session
 from deployments.realtime_queue import PUSH_INTERVAL_S
+from deployments.realtime_session import Session
 from domain import realtime as proto
 from domain.auth import token_from_header
 from domain.errors import ApiError

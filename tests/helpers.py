@@ -234,8 +234,12 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.1):
 
 def make_past(db, event_id: int) -> None:
     """Move an event into the past directly in the database, and tell its category actors (which were
-    loaded when the event was created), as an edit through the API would."""
+    loaded when the event was created), as an edit through the API would. The ingress replicas are not
+    told (an edit through the API would announce it): their cached sale settings, which the creation's
+    announcement had them read again, may be a second old, so that second is waited out."""
     import ray
+
+    from deployments.waiting_room import SALE_CACHE_SECONDS
 
     with db.begin() as conn:
         conn.execute(text("UPDATE events SET event_date = :d WHERE id = :e"),
@@ -248,6 +252,7 @@ def make_past(db, event_id: int) -> None:
         except ValueError:
             continue
         ray.get(actor.refresh.remote())
+    time.sleep(SALE_CACHE_SECONDS + 0.5)
 
 
 def many_buyers(db, jwt_secret: str, n: int, role: str = "assistant") -> list[dict]:

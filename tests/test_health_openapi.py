@@ -148,14 +148,18 @@ def test_health_answers_503_when_the_schema_is_not_at_head(http, db):
 
 
 def gateway_routes() -> set[tuple[str, str]]:
-    """(method, path) of every route the gateway's FastAPI app serves under /api and documents."""
-    from deployments.gateway import app
+    """(method, path) of every route the gateway's FastAPI app serves under /api and documents: the app
+    built as a Gateway replica builds it, its routes bound to no replica (none is called)."""
+    from deployments.gateway import make_app, routes
+
+    app = make_app()
+    app.include_router(routes(None))
 
     def walk(routes):
         for route in routes:
             if isinstance(route, APIRoute):
                 yield route
-            elif getattr(route, "original_router", None) is not None:  # include_router (Serve's class view)
+            elif getattr(route, "original_router", None) is not None:  # include_router (the Gateway's routes)
                 yield from walk(route.original_router.routes)
 
     return {

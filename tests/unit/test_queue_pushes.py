@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from deployments.realtime_hub import Session
 from deployments.realtime_queue import QueueWatch
+from deployments.realtime_session import Session
 from deployments.views import queue_state_view
 from domain import realtime as proto
 from domain.queue import Place, QueueFigures, needs_fresh_state

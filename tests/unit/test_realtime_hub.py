@@ -1,10 +1,12 @@
-"""The per-replica hub (deployments/realtime_hub.py): rooms, coalescing, notices, laggards. Pure asyncio."""
+"""The per-replica hub (deployments/realtime_hub.py): rooms, coalescing, notices, fan-out to the sockets
+(deployments/realtime_session.py), the watchdog, laggards. Pure asyncio."""
 from __future__ import annotations
 
 import asyncio
 import json
 
-from deployments.realtime_hub import PASS_STEP, TOO_SLOW, Hub, Outbox, Session, run_until_blocked
+from deployments.realtime_hub import PASS_STEP, Hub
+from deployments.realtime_session import TOO_SLOW, Session
 
 
 def figures(event_id: int, category_id: int, version: int, available: int) -> dict:
@@ -104,22 +106,6 @@ def test_remove_forgets_the_session_everywhere():
     run(scenario())
 
 
-def test_a_full_outbox_ends_the_session_as_a_laggard():
-    async def scenario():
-        outbox = Outbox(limit=2)
-        assert outbox.put("1") and outbox.put("2")
-        assert not outbox.put("3")
-        session = Session("a", 1, outbox=outbox)
-        sent = []
-
-        async def send(text):
-            sent.append(text)
-        ended = session.attach(send)
-        assert ended.done() and ended.result() in TOO_SLOW
-        assert sent == []
-    run(scenario())
-
-
 def test_a_free_socket_is_sent_to_in_the_callers_step_without_a_task():
     async def scenario():
         session = Session("a", 1)
@@ -169,47 +155,6 @@ def test_a_blocked_socket_queues_coalesced_and_does_not_block_another():
         assert [(m["event"], m["data"].get("availableTickets")) for m in got_slow] == [
             ("connected", None), ("availability-update", 7)]
         assert slow.draining is None and not slow.ended.done()
-    run(scenario())
-
-
-def test_a_send_that_fails_ends_the_session():
-    async def scenario():
-        session = Session("a", 1)
-
-        async def gone(text):
-            raise RuntimeError("socket closed")
-        ended = session.attach(gone)
-        session.send("connected", {})
-        assert ended.done() and ended.result().startswith("send failed")
-    run(scenario())
-
-
-def test_run_until_blocked_finishes_a_blocked_coroutine_with_its_outcome():
-    async def scenario():
-        gate = asyncio.get_running_loop().create_future()
-        steps = []
-
-        async def work():
-            steps.append("start")
-            steps.append(await gate)
-            await asyncio.sleep(0)
-            steps.append("end")
-        rest = run_until_blocked(work())
-        assert steps == ["start"] and rest is not None
-        gate.set_result("resumed")
-        await asyncio.wait_for(rest, 5)
-        assert steps == ["start", "resumed", "end"]
-
-        async def failing():
-            await asyncio.sleep(0)
-            raise ValueError("boom")
-        rest = run_until_blocked(failing())
-        try:
-            await rest
-        except ValueError as exc:
-            assert str(exc) == "boom"
-        else:
-            raise AssertionError("the exception was lost")
     run(scenario())
 
 
@@ -277,22 +222,10 @@ def test_fan_out_loop_gives_each_socket_the_newest_figures_when_the_pass_reaches
     run(scenario())
 
 
-def test_detach_cancels_a_blocked_send_even_before_its_drain_started():
+def test_laggards_closed_are_counted_by_the_hub():
     async def scenario():
-        session = Session("a", 1)
-        gate = asyncio.Event()
-        sent = []
-
-        async def send(text):
-            await gate.wait()
-            sent.append(text)
-        session.attach(send)
-        session.send("connected", {})  # blocks: a drain task is created but has not run yet
-        blocked = session.blocked
-        assert blocked is not None
-        session.detach()  # the socket went away at once
-        gate.set()
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert blocked.cancelled() and sent == []
+        hub = await _hub_with(Session("a", 1))
+        assert hub.stats()["laggardsClosed"] == 0
+        hub.closed_laggard()
+        assert hub.stats()["laggardsClosed"] == 1
     run(scenario())
