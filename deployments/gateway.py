@@ -40,7 +40,7 @@ from deployments.seats import SeatDesk
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
 from domain.auth import VerifiedTokens
-from storage.catalog_notices import announce, changed_events
+from storage import catalog_notices
 from ticketing import settings
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Gateway:
         categories' actors and re-read its sale settings now, before buyers arrive."""
         while True:
             try:
-                async for event_id in changed_events(self.db_url):
+                async for event_id in catalog_notices.changed_events(self.db_url):
                     asyncio.get_running_loop().create_task(self._catalog_changed(event_id))
             except Exception:
                 log.warning("listening for catalog changes failed; listening again", exc_info=True)
@@ -140,7 +140,7 @@ class Gateway:
     async def announce(self, event_id: int) -> None:
         self.waiting_room.sales.forget(event_id)  # this replica sees new sale settings at once
         try:
-            await announce(self.seats.engine, event_id)  # and the others within milliseconds
+            await catalog_notices.announce(self.seats.engine, event_id)  # and the others within milliseconds
         except Exception:
             log.warning("announcing the change of event %s failed", event_id, exc_info=True)
 
