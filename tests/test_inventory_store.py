@@ -1,0 +1,117 @@
+"""storage.inventory_store against real PostgreSQL: a batch's holds are one INSERT statement (so the
+statement-level triggers run once a batch, not once a hold), and the write rehearsal of a new actor
+leaves nothing behind."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from domain.inventory import ActiveHold, CategoryInfo, Changes
+from domain.vocabulary import HoldStatus
+from storage.database import make_engine
+from storage.inventory_store import rehearse_writes, write_changes
+from tests.helpers import many_buyers, person, row, scalar
+
+pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
+
+
+def category_in_database(db, seats: int = 100, ticket_limit: int | None = None) -> CategoryInfo:
+    """An event with one category, inserted with SQL (no actor is made for it)."""
+    organizer = person("organizer")
+    date = datetime.now(timezone.utc) + timedelta(days=30)
+    with db.begin() as conn:
+        event = conn.execute(text(
+            "INSERT INTO events (name, category, event_date, created_by, ticket_limit) "
+            "VALUES ('Store test', 'test', :d, :o, :l) RETURNING id"),
+            {"d": date, "o": organizer["id"], "l": ticket_limit}).scalar()
+        category = conn.execute(text(
+            "INSERT INTO ticket_categories (event_id, name, price, total_seats) VALUES (:e, 'Floor', 10, :s) "
+            "RETURNING id"), {"e": event, "s": seats}).scalar()
+    return CategoryInfo(event_id=event, category_id=category, event_name="Store test", category_name="Floor",
+                        price=Decimal("10"), total_seats=seats, event_date=date, event_active=True,
+                        category_active=True, ticket_limit=ticket_limit)
+
+
+def test_a_batch_of_holds_is_written_as_one_statement(db, database_url, jwt_secret):
+    info = category_in_database(db)
+    buyers = many_buyers(db, jwt_secret, 30)
+    now = datetime.now(timezone.utc)
+    holds = [ActiveHold(uuid.uuid4(), b["id"], 1, now, now + timedelta(minutes=5)) for b in buyers]
+    changes = Changes(new_holds={h.id: (h, HoldStatus.ACTIVE) for h in holds})
+    counter = f"count_statements_{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> tuple[int, int]:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                async with conn.begin() as transaction:  # rolled back: the trigger and the holds go
+                    await conn.execute(text("CREATE TEMP TABLE statements (n int) ON COMMIT DROP"))
+                    await conn.execute(text(
+                        f"CREATE FUNCTION {counter}() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN INSERT INTO statements VALUES (1); RETURN NULL; END $$"))
+                    await conn.execute(text(
+                        f"CREATE TRIGGER {counter} AFTER INSERT ON holds FOR EACH STATEMENT "
+                        f"EXECUTE FUNCTION {counter}()"))
+                    await write_changes(conn, info, changes, now)
+                    statements = (await conn.execute(text("SELECT count(*) FROM statements"))).scalar()
+                    held = (await conn.execute(text("SELECT held_seats FROM ticket_categories WHERE id = :c"),
+                                               {"c": info.category_id})).scalar()
+                    await transaction.rollback()
+            return statements, held
+        finally:
+            await engine.dispose()
+
+    statements, held = asyncio.run(scenario())
+    assert held == 30  # the counters' trigger saw every row
+    assert statements == 1
+    assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c", c=info.category_id) == 0
+
+
+@pytest.mark.parametrize("ticket_limit", [None, 4])
+def test_the_write_rehearsal_runs_every_write_and_leaves_nothing(db, database_url, ticket_limit):
+    info = category_in_database(db, ticket_limit=ticket_limit)
+
+    def state() -> dict:
+        return {
+            "category": dict(row(db, "SELECT held_seats, sold_seats FROM ticket_categories WHERE id = :c",
+                                 c=info.category_id)),
+            "holds": scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c", c=info.category_id),
+            "orders": scalar(db, "SELECT count(*) FROM orders WHERE category_id = :c", c=info.category_id),
+            "buyer_tickets": scalar(db, "SELECT count(*) FROM buyer_tickets WHERE event_id = :e", e=info.event_id),
+        }
+
+    before = state()
+    next_order_id_before = scalar(db, "SELECT nextval('orders_id_seq')")
+
+    async def rehearse() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await rehearse_writes(conn, info, datetime.now(timezone.utc))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(rehearse())
+    assert state() == before
+    # It did reach the orders (their ids come from the sequence, which a rollback does not give back).
+    assert scalar(db, "SELECT nextval('orders_id_seq')") == next_order_id_before + 3
+
+
+def test_a_sold_out_category_ends_the_rehearsal_early_and_quietly(db, database_url):
+    info = category_in_database(db, seats=0)
+
+    async def rehearse() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await rehearse_writes(conn, info, datetime.now(timezone.utc))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(rehearse())  # the database refuses the hold (no seat): no error escapes
+    assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c", c=info.category_id) == 0
