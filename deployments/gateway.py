@@ -96,8 +96,8 @@ class Gateway:
         # After a (re)start, categories on sale get their actors up before buyers arrive.
         self.warming = asyncio.get_running_loop().create_task(self._warm_on_sale())
         self.queue_keeper = asyncio.get_running_loop().create_task(self._keep_queues())
-        self.db_url = db_url
-        self.catalog_follower = asyncio.get_running_loop().create_task(self._follow_catalog())
+        self.catalog_follower = asyncio.get_running_loop().create_task(
+            self.waiting_room.follow_catalog(db_url, self._catalog_changed))
 
     async def _warm_on_sale(self) -> None:
         try:
@@ -118,19 +118,9 @@ class Gateway:
                 log.warning("starting the queue actors failed", exc_info=True)
             await asyncio.sleep(QUEUE_KEEPER_SECONDS)
 
-    async def _follow_catalog(self) -> None:
-        """Another replica's organizer request changed an event (storage.catalog_notices): connect to its
-        categories' actors and re-read its sale settings now, before buyers arrive."""
-        while True:
-            try:
-                async for event_id in catalog_notices.changed_events(self.db_url):
-                    asyncio.get_running_loop().create_task(self._catalog_changed(event_id))
-            except Exception:
-                log.warning("listening for catalog changes failed; listening again", exc_info=True)
-            await asyncio.sleep(1.0)
-
     async def _catalog_changed(self, event_id: int) -> None:
-        self.waiting_room.sales.forget(event_id)
+        """Another replica's organizer request changed an event (`QueueDesk.follow_catalog` has dropped its
+        cached settings): connect to its categories' actors and re-read its settings now, before buyers come."""
         try:
             await self.seats.categories.warm_on_sale(event_id)
             await self.waiting_room.sales.get(event_id)

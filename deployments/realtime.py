@@ -52,6 +52,7 @@ class RealtimeCore:
     def __init__(self, db_url: str, data_dir: str, fanout_interval_s: float = 0.0,
                  encode: Encoder = proto.message, queue_push_interval_s: float = PUSH_INTERVAL_S) -> None:
         self.secret = settings.jwt_secret(Path(data_dir))
+        self.db_url = db_url
         self.engine = make_engine(db_url, pool_size=2)
         self.categories = CategoryActors(db_url)
         self.metrics = RealtimeMetrics()
@@ -83,7 +84,10 @@ class RealtimeCore:
         async def lifespan(_app):
             self.hub.start()
             self.queue.start()
+            # Pass checks over sockets see an organizer's change as soon as it is announced.
+            follower = asyncio.get_running_loop().create_task(self.desk.follow_catalog(self.db_url))
             yield
+            follower.cancel()
             await self.hub.stop()
             await self.queue.stop()
 

@@ -9,6 +9,7 @@ an organizer's change applies within a second and a rush of holds costs no extra
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -21,10 +22,12 @@ from domain.errors import BadRequest, NotFound
 from domain.passes import HTTP_CARRIER, check_may_shop, issue_pass
 from domain.queue import Place, QueueFigures
 from domain.vocabulary import QueueStatus
+from storage import catalog_notices
 from storage.database import make_engine
 from storage.queue_store import EventSale, queued_events, read_event_sale
 from ticketing import settings
 
+log = logging.getLogger(__name__)
 SALE_CACHE_SECONDS = 1.0
 
 
@@ -75,6 +78,22 @@ class QueueDesk:
         self.queues = EventQueues(db_url)
         self.sales = SaleCache(lambda event_id: read_event_sale(self.engine, event_id))
         self.secret = settings.jwt_secret(Path(data_dir))
+
+    async def follow_catalog(self, db_url: str,
+                             then: Callable[[int], Awaitable[None]] | None = None) -> None:
+        """Forever: when an organizer's change is announced (storage.catalog_notices, from any replica),
+        drop the event's cached sale settings at once, then run `then(event_id)` in a task of its own. The
+        HTTP and realtime replicas both run it, so a pause or a new sale start reaches every pass check in
+        milliseconds; a lost notice still ages out with the cache."""
+        while True:
+            try:
+                async for event_id in catalog_notices.changed_events(db_url):
+                    self.sales.forget(event_id)
+                    if then is not None:
+                        asyncio.get_running_loop().create_task(then(event_id))
+            except Exception:
+                log.warning("listening for catalog changes failed; listening again", exc_info=True)
+            await asyncio.sleep(1.0)
 
     async def check_may_shop(self, principal: Principal | int, event_id: int, queue_pass: str | None,
                              carrier: str = HTTP_CARRIER) -> None:

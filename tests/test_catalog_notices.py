@@ -87,3 +87,40 @@ def test_a_refused_change_announces_nothing(http, database_url):
         assert list(conn.notifies(timeout=1)) == []
     finally:
         conn.close()
+
+
+def test_a_follower_drops_the_cached_settings_of_an_announced_event(database_url, data_dir):
+    from deployments.waiting_room import QueueDesk, SaleCache
+
+    async def scenario() -> tuple[set[int], list[int]]:
+        desk = QueueDesk(database_url, str(data_dir))
+
+        async def read(event_id: int):
+            return f"settings of {event_id}"
+
+        desk.sales = SaleCache(read, ttl=3600)  # only a notice can make it read again
+        await desk.sales.get(41)
+        await desk.sales.get(42)
+        told: list[int] = []
+
+        async def then(event_id: int) -> None:
+            told.append(event_id)
+
+        follower = asyncio.ensure_future(desk.follow_catalog(database_url, then))
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            for _ in range(100):  # the follower starts listening in its own time: announce until it hears
+                await announce(engine, 42)
+                await asyncio.sleep(0.1)
+                if 42 not in desk.sales.entries:
+                    break
+            await asyncio.sleep(0.1)
+            return set(desk.sales.entries), told
+        finally:
+            follower.cancel()
+            await engine.dispose()
+            await desk.engine.dispose()
+
+    cached, told = asyncio.run(scenario())
+    assert cached == {41}  # the other event's settings stay cached
+    assert told and set(told) == {42}
