@@ -124,3 +124,17 @@ async def connect(url: str, on_text: OnText, timeout: float = 60.0) -> LeanSocke
     if status != 101:
         raise ConnectionError(f"handshake refused: HTTP {status}")
     return sock
+
+
+async def open_all(watchers: list, url: str, event_id: int, parallel: int) -> float:
+    """Open every watcher (anything with `async open(url, event_id)`), `parallel` at a time, and return
+    how many seconds it took."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def open_one(watcher) -> None:
+        async with gate:
+            await watcher.open(url, event_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(open_one(w) for w in watchers))
+    return time.perf_counter() - started

@@ -42,6 +42,7 @@ from pathlib import Path
 import httpx
 
 from bench.buy_path import COMMON_LUA, Buyers, lua, wrk_until_done
+from bench.lean_ws import open_all
 from bench.rush import RESULTS, database, free_port
 from bench.ws_fanout import raise_open_files
 
@@ -307,14 +308,8 @@ def watch(url: str, event_id: int, tokens: list[str], connect_parallel: int, nic
 
     async def run() -> None:
         watchers = [QueueWatcher(t) for t in tokens]
-        gate = asyncio.Semaphore(connect_parallel)
-
-        async def open_one(w: QueueWatcher) -> None:
-            async with gate:
-                await w.open(url, event_id)
-
         t = time.perf_counter()
-        await asyncio.gather(*(open_one(w) for w in watchers))
+        await open_all(watchers, url, event_id, connect_parallel)
         alive = [w for w in watchers if not w.failed]
         # Baseline: one heartbeat from every socket at once, round trip.
         for w in alive:

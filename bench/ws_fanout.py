@@ -33,6 +33,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.lean_ws import open_all
 from bench.rush import RESULTS, database, free_port, make_category, percentile  # shared set-up
 
 
@@ -148,14 +149,8 @@ def watch(url: str, event_id: int, sockets: int, connect_parallel: int, nice: in
 
     async def run() -> None:
         watchers = [Watcher(socketio, token) for _ in range(sockets)]
-        gate = asyncio.Semaphore(connect_parallel)
-
-        async def open_one(w: Watcher) -> None:
-            async with gate:
-                await w.open(url, event_id)
-        t = time.perf_counter()
-        await asyncio.gather(*(open_one(w) for w in watchers))
-        pipe.send({"connect_seconds": time.perf_counter() - t, "failures": [w.closed for w in watchers if w.closed]})
+        connect_seconds = await open_all(watchers, url, event_id, connect_parallel)
+        pipe.send({"connect_seconds": connect_seconds, "failures": [w.closed for w in watchers if w.closed]})
         loop = asyncio.get_running_loop()
         started, patience = await loop.run_in_executor(None, pipe.recv)  # the rush is about to start
         changes = await loop.run_in_executor(None, pipe.recv)  # the rush is over: its changes' times

@@ -37,6 +37,20 @@ def category_in_database(db, seats: int = 100, ticket_limit: int | None = None) 
                         category_active=True, ticket_limit=ticket_limit)
 
 
+def rehearse(database_url: str, info: CategoryInfo) -> None:
+    """`rehearse_writes` on a connection of its own, as a new category actor runs it."""
+
+    async def run() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await rehearse_writes(conn, info, datetime.now(timezone.utc))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
 def test_a_batch_of_holds_is_written_as_one_statement(db, database_url, jwt_secret):
     info = category_in_database(db)
     buyers = many_buyers(db, jwt_secret, 30)
@@ -88,15 +102,7 @@ def test_the_write_rehearsal_runs_every_write_and_leaves_nothing(db, database_ur
     before = state()
     next_order_id_before = scalar(db, "SELECT nextval('orders_id_seq')")
 
-    async def rehearse() -> None:
-        engine = make_engine(database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                await rehearse_writes(conn, info, datetime.now(timezone.utc))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(rehearse())
+    rehearse(database_url, info)
     assert state() == before
     # It did reach the orders (their ids come from the sequence, which a rollback does not give back).
     assert scalar(db, "SELECT nextval('orders_id_seq')") == next_order_id_before + 3
@@ -105,13 +111,5 @@ def test_the_write_rehearsal_runs_every_write_and_leaves_nothing(db, database_ur
 def test_a_sold_out_category_ends_the_rehearsal_early_and_quietly(db, database_url):
     info = category_in_database(db, seats=0)
 
-    async def rehearse() -> None:
-        engine = make_engine(database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                await rehearse_writes(conn, info, datetime.now(timezone.utc))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(rehearse())  # the database refuses the hold (no seat): no error escapes
+    rehearse(database_url, info)  # the database refuses the hold (no seat): no error escapes
     assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c", c=info.category_id) == 0
