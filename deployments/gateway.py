@@ -37,6 +37,7 @@ from deployments.schemas import (
     ReleaseBody,
 )
 from deployments.seats import SeatDesk
+from deployments.shortcuts import shortcuts
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
 from domain.auth import VerifiedTokens
@@ -48,6 +49,10 @@ QUEUE_KEEPER_SECONDS = 10.0
 # A shopping pass from the event's queue (docs/waiting-room.md), needed while the queue is on.
 QueuePass = Annotated[str | None, Header(max_length=2000, alias="X-Queue-Pass")]
 STATIC = FilePath(__file__).with_name("static")
+# The routes a rush hits, served in their common case by `deployments.shortcuts` (FastAPI's per-request
+# work cost more CPU than the hold or the order itself).
+RUSH_ROUTES = {("POST", "/api/holds"), ("POST", "/api/orders"), ("POST", "/api/orders/with-lock"),
+               ("POST", "/api/events/tickets/reserve")}
 
 
 def make_app() -> TicketingAPI:
@@ -152,10 +157,12 @@ class Gateway:
 
     def __serve_build_asgi_app__(self) -> TicketingAPI:
         """The app this replica serves (Serve calls this once the replica is constructed): the JWT
-        guard's verifier on its state, and the routes, bound to this replica."""
+        guard's verifier on its state, and the routes, bound to this replica, the rush routes' shortcuts first."""
         app = make_app()
         app.state.tokens = self.tokens
-        app.include_router(routes(self))
+        router = routes(self)
+        app.router.routes.extend(shortcuts(router.routes, RUSH_ROUTES))
+        app.include_router(router)
         return app
 
 

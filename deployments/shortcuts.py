@@ -1,0 +1,118 @@
+"""The rush routes' common case, served without FastAPI's per-request work.
+
+FastAPI spends more CPU on a request than the work of a hold or an order: dependency solving, parameter
+validation, response serialisation and its route wrappers took about 0.2 ms of the Gateway's 0.3 ms
+per `POST /api/orders` (measured without Ray on 2026-12-02; BENCHMARKS.md, "Buy path"). A `Shortcut`
+serves one APIRoute's common case itself, with the route's own pieces:
+
+- a body whose content type is `application/json` and that the route's body model accepts (validated
+  by the route's own body field, as FastAPI does);
+- header parameters that pass the route's own validation;
+- the caller proven by the same `principal` dependency (a bad token raises the same 401);
+- the route's own endpoint, its answer sent as JSON with the route's status code.
+
+Anything else (another content type, JSON that does not parse, a body or header that fails validation)
+is handed to the APIRoute itself with the body it sent, so every error answer and edge case stays
+FastAPI's. The APIRoute also stays the route's only documentation (OpenAPI) and its only code.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from deployments.identity import principal
+
+JSON = "application/json"
+
+
+class Shortcut:
+    """An ASGI app for one APIRoute whose parameters are one JSON body, headers, the request and the
+    caller (`deployments.identity.Caller`). Other routes are refused when it is built."""
+
+    def __init__(self, route: APIRoute) -> None:
+        dependant = route.dependant
+        if dependant.path_params or dependant.query_params or dependant.cookie_params:
+            raise ValueError(f"{route.path}: only a body, headers, the request and the caller can be shortcut")
+        if len(dependant.body_params) != 1 or any(d.call is not principal for d in dependant.dependencies):
+            raise ValueError(f"{route.path}: needs exactly one body and no dependency but the caller")
+        self.route = route
+        self.body = dependant.body_params[0]
+        self.caller_names = [d.name for d in dependant.dependencies]
+        self.request_name = dependant.request_param_name
+        self.headers = dependant.header_params  # each read under its alias (FastAPI made `_` a `-`)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        raw = await request.body()
+        arguments = self._arguments(request, raw)
+        if arguments is None:
+            await self.route.handle(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
+            return
+        if self.caller_names:
+            caller = await principal(request, request.headers.get("authorization"))
+            arguments.update(dict.fromkeys(self.caller_names, caller))
+        answer = await self.route.endpoint(**arguments)
+        if not isinstance(answer, Response):
+            answer = JSONResponse(answer, status_code=self.route.status_code or 200)
+        await answer(scope, receive, send)
+
+    def _arguments(self, request: Request, raw: bytes) -> dict[str, Any] | None:
+        """The endpoint's arguments but the caller, or None when FastAPI must decide."""
+        if request.headers.get("content-type", "").partition(";")[0].strip().lower() != JSON:
+            return None
+        try:
+            document = json.loads(raw)
+        except ValueError:  # not JSON, or not UTF-8
+            return None
+        body, errors = self.body.validate(document, loc=("body",))
+        if errors:
+            return None
+        arguments: dict[str, Any] = {self.body.name: body}
+        for param in self.headers:
+            value = request.headers.get(param.alias)
+            if value is None:
+                if param.field_info.is_required():
+                    return None
+                arguments[param.name] = param.default
+                continue
+            arguments[param.name], errors = param.validate(value, loc=("header", param.alias))
+            if errors:
+                return None
+        if self.request_name:
+            arguments[self.request_name] = request
+        return arguments
+
+
+def _replay(raw: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body already read first, then passes on to the request's own."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return replay
+
+
+def shortcuts(routes: Iterable[Any], wanted: set[tuple[str, str]]) -> list[Route]:
+    """A Starlette route with a Shortcut for each APIRoute in `routes` whose (method, path) is in
+    `wanted`; put them before the APIRoutes. Every wanted route must exist and be one a Shortcut serves."""
+    found = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods & {m for m, p in wanted if p == route.path}):
+                found.append((method, route))
+    missing = wanted - {(method, route.path) for method, route in found}
+    if missing:
+        raise ValueError(f"no such routes to shortcut: {sorted(missing)}")
+    return [Route(route.path, Shortcut(route), methods=[method]) for method, route in found]

@@ -1,0 +1,161 @@
+"""The rush routes' shortcuts (deployments.shortcuts) answer exactly as FastAPI does, and serve the common
+case themselves. Two apps built as a Gateway replica builds its app, one with the shortcuts and one
+without, over the same recording stand-in for the replica's services (no Ray, no database: this is the
+HTTP adapter alone), get the same requests."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from deployments.abuse import EdgeLimits
+from deployments.gateway import RUSH_ROUTES, make_app, routes
+from deployments.shortcuts import Shortcut, shortcuts
+from domain.auth import VerifiedTokens, issue_token
+from domain.errors import ApiError
+from domain.limits import Limits
+
+SECRET = "test-secret-" + "x" * 32
+TOKEN = issue_token(7, "buyer", "assistant", SECRET, 3600)
+
+
+class Services:
+    """Stands in for the replica's seat desk and waiting room; records what the routes hand them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.limits = EdgeLimits(Limits(rates={}), header="none")
+        self.waiting_room = self.seats = self
+
+    async def check_may_shop(self, caller, event_id, queue_pass):
+        self.calls.append(("may_shop", caller.user_id, event_id, queue_pass))
+
+    async def hold(self, caller, event_id, category_id, quantity):
+        self.calls.append(("hold", caller.user_id, event_id, category_id, quantity))
+        if quantity == 9:
+            raise ApiError("Only 3 tickets available", 400)
+        return {"lockId": "a-lock", "eventId": event_id, "quantity": quantity, "availableTickets": 3}
+
+    async def order(self, caller, body, idempotency_key):
+        self.calls.append(("order", caller.user_id, body, idempotency_key))
+        if body["quantity"] == 9:
+            raise ApiError("Not enough tickets available. Only 3 tickets left", 400)
+        return {"id": "1", "userId": caller.user_id, **body, "totalPrice": "10.00"}
+
+
+class Client:
+    """Requests straight into an ASGI app, one event loop each (httpx's ASGI transport)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        async def send() -> httpx.Response:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://gw") as c:
+                return await c.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+
+def build(with_shortcuts: bool) -> tuple[Client, Services]:
+    services = Services()
+    app = make_app()
+    app.state.tokens = VerifiedTokens(SECRET)
+    router = routes(services)
+    if with_shortcuts:
+        app.router.routes.extend(shortcuts(router.routes, RUSH_ROUTES))
+    app.include_router(router)
+    return Client(app), services
+
+
+def shortcut_of(client: Client, path: str) -> Shortcut:
+    return next(r.endpoint for r in client.app.router.routes if isinstance(r.endpoint, Shortcut) and r.path == path)
+
+
+ORDER = {"eventId": 3, "categoryId": 4, "quantity": 2}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON = {"Content-Type": "application/json"}
+
+# (path, raw body, headers): the common case, and every way out of it that we know of.
+CASES = [
+    ("/api/orders", json.dumps(ORDER), {**AUTH, **JSON}),
+    ("/api/orders", json.dumps({**ORDER, "notes": "aisle", "extra": 1}), {**AUTH, **JSON, "Idempotency-Key": "k1"}),
+    ("/api/orders", json.dumps(ORDER), {**AUTH, "Content-Type": "application/json; charset=utf-8",
+                                        "X-Queue-Pass": "a-pass"}),
+    ("/api/orders", json.dumps({**ORDER, "quantity": 9}), {**AUTH, **JSON}),  # refused by the service
+    ("/api/orders", json.dumps(ORDER), {**AUTH, **JSON, "Idempotency-Key": "k" * 256}),  # header too long
+    ("/api/orders", json.dumps(ORDER), {**AUTH, **JSON, "X-Queue-Pass": "p" * 2001}),
+    ("/api/orders", json.dumps({**ORDER, "quantity": 0}), {**AUTH, **JSON}),
+    ("/api/orders", json.dumps({**ORDER, "quantity": "2"}), {**AUTH, **JSON}),
+    ("/api/orders", json.dumps({**ORDER, "notes": "a\x00b"}), {**AUTH, **JSON}),
+    ("/api/orders", json.dumps({"eventId": 3}), {**AUTH, **JSON}),
+    ("/api/orders", "[1, 2]", {**AUTH, **JSON}),
+    ("/api/orders", "{not json", {**AUTH, **JSON}),
+    ("/api/orders", "", {**AUTH, **JSON}),
+    ("/api/orders", b"\xff\xfe", {**AUTH, **JSON}),
+    ("/api/orders", json.dumps(ORDER), AUTH),  # no content type
+    ("/api/orders", json.dumps(ORDER), {**AUTH, "Content-Type": "text/plain"}),
+    ("/api/orders", json.dumps(ORDER), {**AUTH, "Content-Type": "application/merge-patch+json"}),
+    ("/api/orders", json.dumps(ORDER), JSON),  # no token
+    ("/api/orders", json.dumps(ORDER), {**JSON, "Authorization": "Bearer forged"}),
+    ("/api/orders", "{not json", {**JSON, "Authorization": "Bearer forged"}),
+    ("/api/orders/with-lock", json.dumps({**ORDER, "lockId": "a-lock"}), {**AUTH, **JSON, "Idempotency-Key": "k2"}),
+    ("/api/orders/with-lock", json.dumps({**ORDER, "lockId": 5}), {**AUTH, **JSON}),
+    ("/api/holds", json.dumps({"eventId": 3, "categoryId": 4, "quantity": 1}), {**AUTH, **JSON}),
+    ("/api/holds", json.dumps({"eventId": 3, "categoryId": 4, "quantity": 9}), {**AUTH, **JSON}),
+    ("/api/holds", json.dumps({"eventId": 3, "categoryId": 4, "quantity": 1}), {**AUTH, **JSON, "X-Queue-Pass": "p"}),
+    ("/api/holds", json.dumps({"eventId": 0, "categoryId": 4, "quantity": 1}), {**AUTH, **JSON}),
+    ("/api/events/tickets/reserve", json.dumps({"eventId": 3, "categoryId": 4, "quantity": 2}), {**AUTH, **JSON}),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers"), CASES)
+def test_a_shortcut_answers_and_calls_the_services_as_fastapi_does(path, body, headers):
+    (fast, fast_services), (plain, plain_services) = build(True), build(False)
+    fast_answer = fast.post(path, content=body, headers=headers)
+    plain_answer = plain.post(path, content=body, headers=headers)
+    assert (fast_answer.status_code, fast_answer.json()) == (plain_answer.status_code, plain_answer.json())
+    assert fast_answer.headers.get("content-type") == plain_answer.headers.get("content-type")
+    assert fast_services.calls == plain_services.calls
+
+
+def test_the_common_case_is_served_by_the_shortcut_and_the_rest_by_fastapi():
+    client, services = build(True)
+    handed_over = []
+    route = shortcut_of(client, "/api/orders").route
+    plain_handle = route.handle
+
+    async def counting_handle(scope, receive, send):
+        handed_over.append(scope["path"])
+        await plain_handle(scope, receive, send)
+
+    route.handle = counting_handle
+    assert client.post("/api/orders", json=ORDER, headers=AUTH).status_code == 201
+    assert handed_over == []
+    assert client.post("/api/orders", content="{not json", headers={**AUTH, **JSON}).status_code == 400
+    assert handed_over == ["/api/orders"]
+    assert services.calls[0][0] == "may_shop" and len(services.calls) == 2  # only the first reached the services
+
+
+def test_other_methods_on_a_shortcut_path_reach_their_own_routes():
+    client, services = build(True)
+    # GET /api/holds is another APIRoute on the same path: the shortcut is for POST only.
+    assert client.request("GET", "/api/holds").status_code == 401
+    assert client.request("PUT", "/api/orders", json=ORDER, headers=AUTH).status_code == 405
+
+
+def test_only_routes_a_shortcut_can_serve_are_taken_and_every_wanted_route_must_exist():
+    plain = routes(None).routes
+    with pytest.raises(ValueError, match="only a body"):
+        shortcuts(plain, {("GET", "/api/orders/{order_id}")})
+    with pytest.raises(ValueError, match="no such routes"):
+        shortcuts(plain, {("POST", "/api/nowhere")})
+    made = shortcuts(plain, RUSH_ROUTES)
+    assert {(m, r.path) for r in made for m in r.methods} == RUSH_ROUTES
+    assert all(isinstance(r.endpoint, Shortcut) and isinstance(r.endpoint.route, APIRoute) for r in made)
