@@ -14,10 +14,15 @@ from domain.errors import ApiError, error_body
 log = logging.getLogger(__name__)
 
 
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The answer to an ApiError, raised anywhere or answered directly (deployments.shortcuts)."""
     retry_after = getattr(exc, "retry_after", None)  # TooManyRequests: when to come back
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return api_error_response(exc)
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,8 @@ serves one APIRoute's common case itself, with the route's own pieces:
   by the route's own body field, as FastAPI does);
 - header parameters that pass the route's own validation;
 - the caller proven by the same `principal` dependency (a bad token raises the same 401);
-- the route's own endpoint, its answer sent as JSON with the route's status code.
+- the route's own endpoint, its answer sent as JSON with the route's status code, and a refusal
+  (`ApiError`) answered as the app's error handler answers it, without unwinding the middleware.
 
 Anything else (another content type, JSON that does not parse, a body or header that fails validation)
 is handed to the APIRoute itself with the body it sent, so every error answer and edge case stays
@@ -27,7 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from deployments.http_errors import api_error_response
 from deployments.identity import principal
+from domain.errors import ApiError
 
 JSON = "application/json"
 
@@ -55,10 +58,13 @@ class Shortcut:
         if arguments is None:
             await self.route.handle(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
             return
-        if self.caller_names:
-            caller = await principal(request, request.headers.get("authorization"))
-            arguments.update(dict.fromkeys(self.caller_names, caller))
-        answer = await self.route.endpoint(**arguments)
+        try:
+            if self.caller_names:
+                caller = await principal(request, request.headers.get("authorization"))
+                arguments.update(dict.fromkeys(self.caller_names, caller))
+            answer = await self.route.endpoint(**arguments)
+        except ApiError as exc:  # a refusal is an answer: made here, not unwound through the middleware
+            answer = api_error_response(exc)
         if not isinstance(answer, Response):
             answer = JSONResponse(answer, status_code=self.route.status_code or 200)
         await answer(scope, receive, send)
