@@ -15,15 +15,19 @@ serves one APIRoute's common case itself, with the route's own pieces:
 Anything else (another content type, JSON that does not parse, a body or header that fails validation)
 is handed to the APIRoute itself with the body it sent, so every error answer and edge case stays
 FastAPI's. The APIRoute also stays the route's only documentation (OpenAPI) and its only code.
+
+A Shortcut calls the APIRoute itself, so it knows nothing of what an `include_router` adds (a prefix,
+dependencies, dependency overrides, body-size limits): the Gateway includes its routes with none.
 """
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from fastapi.routing import APIRoute
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
@@ -45,6 +49,8 @@ class Shortcut:
             raise ValueError(f"{route.path}: only a body, headers, the request and the caller can be shortcut")
         if len(dependant.body_params) != 1 or any(d.call is not principal for d in dependant.dependencies):
             raise ValueError(f"{route.path}: needs exactly one body and no dependency but the caller")
+        if route.response_model not in (None, dict) or not inspect.iscoroutinefunction(route.endpoint):
+            raise ValueError(f"{route.path}: needs an async endpoint answering a plain dict")
         self.route = route
         self.body = dependant.body_params[0]
         self.caller_names = [d.name for d in dependant.dependencies]
@@ -52,8 +58,13 @@ class Shortcut:
         self.headers = dependant.header_params  # each read under its alias (FastAPI made `_` a `-`)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"], scope["endpoint"] = self.route, self.route.endpoint  # as FastAPI sets them
         request = Request(scope, receive)
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # gone mid-body: FastAPI answers it (400) without logging an error
+            await self.route.handle(scope, _disconnected, send)
+            return
         arguments = self._arguments(request, raw)
         if arguments is None:
             await self.route.handle(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
@@ -75,7 +86,7 @@ class Shortcut:
             return None
         try:
             document = json.loads(raw)
-        except ValueError:  # not JSON, or not UTF-8
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             return None
         body, errors = self.body.validate(document, loc=("body",))
         if errors:
@@ -94,6 +105,10 @@ class Shortcut:
         if self.request_name:
             arguments[self.request_name] = request
         return arguments
+
+
+async def _disconnected() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _replay(raw: bytes, receive: Receive) -> Receive:
