@@ -78,6 +78,18 @@ def make_app() -> TicketingAPI:
     return app
 
 
+def build_app(gateway, tokens: VerifiedTokens | None, *, with_shortcuts: bool = True) -> TicketingAPI:
+    """The app a Gateway replica serves: `make_app()`, the JWT guard's verifier on its state, the rush
+    routes' shortcuts first (`with_shortcuts`), then the routes under /api bound to `gateway`."""
+    app = make_app()
+    app.state.tokens = tokens
+    router = routes(gateway)
+    if with_shortcuts:
+        app.router.routes.extend(shortcuts(router.routes, RUSH_ROUTES))
+    app.include_router(router)
+    return app
+
+
 def health_status(report: dict) -> tuple[dict, int]:
     """The storage health report → (body, HTTP status): 200 only when reachable and migrated, else 503."""
     ok = report.get("database") == "reachable" and report.get("migrated") is True
@@ -158,12 +170,7 @@ class Gateway:
     def __serve_build_asgi_app__(self) -> TicketingAPI:
         """The app this replica serves (Serve calls this once the replica is constructed): the JWT
         guard's verifier on its state, and the routes, bound to this replica, the rush routes' shortcuts first."""
-        app = make_app()
-        app.state.tokens = self.tokens
-        router = routes(self)
-        app.router.routes.extend(shortcuts(router.routes, RUSH_ROUTES))
-        app.include_router(router)
-        return app
+        return build_app(self, self.tokens)
 
 
 # ---- the routes --------------------------------------------------------------------------------------

@@ -150,10 +150,9 @@ def test_health_answers_503_when_the_schema_is_not_at_head(http, db):
 def gateway_routes() -> set[tuple[str, str]]:
     """(method, path) of every route the gateway's FastAPI app serves under /api and documents: the app
     built as a Gateway replica builds it, its routes bound to no replica (none is called)."""
-    from deployments.gateway import make_app, routes
+    from deployments.gateway import build_app
 
-    app = make_app()
-    app.include_router(routes(None))
+    app = build_app(None, None)
 
     def walk(routes):
         for route in routes:

@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from deployments.abuse import EdgeLimits
-from deployments.gateway import RUSH_ROUTES, make_app, routes
+from deployments.gateway import RUSH_ROUTES, build_app, routes
 from deployments.shortcuts import Shortcut, shortcuts
 from domain.auth import VerifiedTokens, issue_token
 from domain.errors import ApiError
@@ -65,13 +65,7 @@ class Client:
 
 def build(with_shortcuts: bool) -> tuple[Client, Services]:
     services = Services()
-    app = make_app()
-    app.state.tokens = VerifiedTokens(SECRET)
-    router = routes(services)
-    if with_shortcuts:
-        app.router.routes.extend(shortcuts(router.routes, RUSH_ROUTES))
-    app.include_router(router)
-    return Client(app), services
+    return Client(build_app(services, VerifiedTokens(SECRET), with_shortcuts=with_shortcuts)), services
 
 
 def shortcut_of(client: Client, path: str) -> Shortcut:
