@@ -114,7 +114,7 @@ def test_a_queue_needs_a_way_in():
 
 
 def test_a_pass_is_for_one_account_one_event_until_it_expires():
-    token = issue_pass(7, 3, NOW + timedelta(minutes=10), SECRET)
+    token = issue_pass(7, 3, datetime.now(timezone.utc) + timedelta(minutes=10), SECRET)  # checked on the real clock
     check_pass(token, 7, 3, SECRET)
     for user, event, secret, text in [(8, 3, SECRET, "another account"), (7, 4, SECRET, "not for event 4"),
                                       (7, 3, "x" * 40, "not valid")]:
