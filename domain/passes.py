@@ -10,6 +10,7 @@ from datetime import datetime
 
 import jwt
 
+from domain.auth import decode_hs256
 from domain.errors import Forbidden
 from domain.sale import SaleSettings, check_started, queue_route
 
@@ -30,7 +31,7 @@ def check_pass(token: str | None, user_id: int, event_id: int, secret: str, carr
         raise Forbidden(f"Event {event_id} sells through its queue: {where} and send the pass you get "
                         f"when admitted {carrier}")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "evt", "typ"]})
+        claims = decode_hs256(token, secret, ["exp", "sub", "evt", "typ"])
     except jwt.ExpiredSignatureError:
         raise Forbidden(f"Your pass for event {event_id} has expired: your shopping time is over") from None
     except (jwt.PyJWTError, ValueError, TypeError):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import pickle
 import time
@@ -94,6 +95,18 @@ def test_alg_none_header_with_a_valid_signature_is_rejected():
 
 def test_other_hmac_algorithm_is_rejected_even_with_the_right_secret():
     assert_invalid(jwt.encode(claims(), SECRET, algorithm="HS512"))
+
+
+def test_a_public_key_as_secret_is_refused_on_every_check_not_only_the_first():
+    # The decoder vets each secret once and remembers it; a refused key must not be remembered as good.
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----"
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims())}"
+    signature = base64.urlsafe_b64encode(hmac.new(pem.encode(), signing_input.encode(), "sha256").digest())
+    signed_with_the_pem = f"{signing_input}.{signature.decode().rstrip('=')}"
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            verify_token(signed_with_the_pem, pem)
+    assert verify_token(issue_token(7, "ana", "assistant", SECRET, 600), SECRET).user_id == 7
 
 
 @pytest.mark.parametrize(
