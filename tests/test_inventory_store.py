@@ -1,6 +1,6 @@
 """storage.inventory_store against real PostgreSQL: a batch's holds are one INSERT statement (so the
-statement-level triggers run once a batch, not once a hold), and the write rehearsal of a new actor
-leaves nothing behind."""
+statement-level triggers run once a batch, not once a hold), a batch's orders each get their own row's
+id, and the write rehearsal of a new actor leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from domain.inventory import ActiveHold, CategoryInfo, Changes
+from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder
 from domain.vocabulary import HoldStatus
 from storage.database import make_engine
 from storage.inventory_store import rehearse_writes, write_changes
@@ -84,6 +84,37 @@ def test_a_batch_of_holds_is_written_as_one_statement(db, database_url, jwt_secr
     assert held == 30  # the counters' trigger saw every row
     assert statements == 1
     assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c", c=info.category_id) == 0
+
+
+def test_each_order_of_a_batch_gets_the_id_of_its_own_row(db, database_url, jwt_secret):
+    # One statement writes the batch and its ids come back unordered: each buyer must still be told
+    # the id of the row that holds their own order.
+    info = category_in_database(db, seats=200)
+    buyers = many_buyers(db, jwt_secret, 12)
+    now = datetime.now(timezone.utc)
+    orders = [NewOrder(b["id"], 1 + i % 3, info.price, info.event_name, info.category_name,
+                       None if i % 2 else f"note {i}", None, None if i % 4 else f"key-{i}")
+              for i, b in enumerate(buyers)]
+
+    async def write() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await write_changes(conn, info, Changes(new_orders=orders), now)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+    assert len({o.id for o in orders}) == len(orders)
+    for order in orders:
+        written = row(db, "SELECT user_id, quantity, notes, idempotency_key, total_price, status, created_at "
+                          "FROM orders WHERE id = :i", i=order.id)
+        assert (written.user_id, written.quantity, written.notes, written.idempotency_key) == (
+            order.user_id, order.quantity, order.notes, order.idempotency_key)
+        assert written.total_price == order.total_price and written.status == "confirmed"
+        assert written.created_at == order.created_at == now
+    assert scalar(db, "SELECT sold_seats FROM ticket_categories WHERE id = :c", c=info.category_id) == sum(
+        o.quantity for o in orders)
 
 
 @pytest.mark.parametrize("ticket_limit", [None, 4])
