@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Integer,
     Numeric,
@@ -162,7 +163,8 @@ async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Chan
     for status, ids in by_status.items():
         result = await conn.execute(
             update(Hold)
-            .where(Hold.id.in_(ids), Hold.status == HoldStatus.ACTIVE)
+            .where(Hold.id == any_(bindparam("ids", ids, type_=ARRAY(UUID(as_uuid=True)))),
+                   Hold.status == HoldStatus.ACTIVE)
             .values(status=HoldStatus(status), closed_at=now)
         )
         if result.rowcount != len(ids):
@@ -171,7 +173,8 @@ async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Chan
         ids = [o.id for o in changes.cancelled_orders]
         result = await conn.execute(
             update(Order)
-            .where(Order.id.in_(ids), Order.status == OrderStatus.CONFIRMED)
+            .where(Order.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))),
+                   Order.status == OrderStatus.CONFIRMED)
             .values(status=OrderStatus.CANCELLED, updated_at=now)
         )
         if result.rowcount != len(ids):
