@@ -56,6 +56,10 @@ class Shortcut:
         self.caller_names = [d.name for d in dependant.dependencies]
         self.request_name = dependant.request_param_name
         self.headers = dependant.header_params  # each read under its alias (FastAPI made `_` a `-`)
+        # What an absent header gets, worked out once: FastAPI's field recomputes it on every read.
+        self.required = {p.name for p in self.headers if p.field_info.is_required()}
+        self.defaults = {p.name: p.default for p in self.headers
+                         if p.name not in self.required and p.field_info.default_factory is None}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"], scope["endpoint"] = self.route, self.route.endpoint  # as FastAPI sets them
@@ -95,9 +99,9 @@ class Shortcut:
         for param in self.headers:
             value = request.headers.get(param.alias)
             if value is None:
-                if param.field_info.is_required():
+                if param.name in self.required:
                     return None
-                arguments[param.name] = param.default
+                arguments[param.name] = self.defaults[param.name] if param.name in self.defaults else param.default
                 continue
             arguments[param.name], errors = param.validate(value, loc=("header", param.alias))
             if errors:
