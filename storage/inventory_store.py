@@ -137,7 +137,8 @@ INSERT_HOLDS = insert(Hold).from_select(
            _new_holds.c.session_id, _new_holds.c.created_at, _new_holds.c.expires_at, _new_holds.c.closed_at),
 )
 
-_new_orders = _unnest(user_id=Integer(), quantity=Integer(), unit_price=Numeric(10, 2), event_name=String(),
+_new_orders = _unnest(user_id=Integer(), quantity=Integer(), unit_price=Numeric(10, 2),
+                      total_price=Numeric(12, 2), event_name=String(),
                       category_name=String(), notes=Text(), hold_id=UUID(as_uuid=True), idempotency_key=String())
 _now = bindparam("now", type_=DateTime(timezone=True))
 # ORDER BY n: the orders' ids are drawn from their sequence in the batch's order, so sorting the returned
@@ -146,7 +147,7 @@ INSERT_ORDERS = insert(Order).from_select(
     ["user_id", "event_id", "category_id", "quantity", "unit_price", "total_price", "status", "event_name",
      "category_name", "notes", "hold_id", "idempotency_key", "created_at", "updated_at"],
     select(_new_orders.c.user_id, bindparam("event_id", type_=Integer), bindparam("category_id", type_=Integer),
-           _new_orders.c.quantity, _new_orders.c.unit_price, _new_orders.c.unit_price * _new_orders.c.quantity,
+           _new_orders.c.quantity, _new_orders.c.unit_price, _new_orders.c.total_price,
            literal(OrderStatus.CONFIRMED, Order.status.type), _new_orders.c.event_name,
            _new_orders.c.category_name, _new_orders.c.notes, _new_orders.c.hold_id,
            _new_orders.c.idempotency_key, _now, _now)
@@ -203,6 +204,7 @@ async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Chan
                 "user_id": [o.user_id for o in orders],
                 "quantity": [o.quantity for o in orders],
                 "unit_price": [o.unit_price for o in orders],
+                "total_price": [o.total_price for o in orders],  # the domain's rule, not SQL's
                 "event_name": [o.event_name for o in orders],
                 "category_name": [o.category_name for o in orders],
                 "notes": [o.notes for o in orders],
