@@ -123,7 +123,7 @@ class RealtimeSocketIO:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"statusCode": exc.status, "message": exc.message}) from None
         scope = environ.get("asgi.scope") if isinstance(environ, dict) else None
-        session = self.core.open(principal, HTTPConnection(scope) if scope else None)
+        session = await self.core.open(principal, HTTPConnection(scope) if scope else None)
         gone = asyncio.get_running_loop().create_future()
         self.links[sid] = (session, gone)
         task = asyncio.ensure_future(self._live(sid, session, principal, gone))
@@ -136,6 +136,12 @@ class RealtimeSocketIO:
         link = self.links.pop(sid, None)
         if link is not None and not link[1].done():
             link[1].set_result(None)
+        socket = self.sio.eio.sockets.get(self.sio.manager.eio_sid_from_sid(sid, NAMESPACE) or "")
+        if socket is not None and not socket.upgraded:
+            # A long-polling client that closes leaves its last GET waiting: python-engineio does not
+            # answer it, so it held a connection (and python-socketio's disconnect(), which awaits it)
+            # for the ping interval and timeout, 45 s. A NOOP answers it now, as engine.io's JS server does.
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
 
     async def _event(self, event: str, sid: str, *args) -> dict | None:
         link = self.links.get(sid)
