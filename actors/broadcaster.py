@@ -54,10 +54,11 @@ class Broadcaster:
         return self.version
 
     async def poll(self, epoch: str | None, since: int, timeout: float = 20.0) -> dict:
-        """Wait until something newer than `since` exists (or `timeout`), then return it."""
+        """Wait until something newer than `since` exists (or `timeout`), then return it. A poller of
+        another epoch (its first poll, or this actor restarted) is answered at once: it is out of sync."""
         if epoch != self.epoch:
             since = 0
-        if self.version <= since:
+        elif self.version <= since:
             try:
                 await asyncio.wait_for(self._event().wait(), timeout)
             except TimeoutError:

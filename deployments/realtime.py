@@ -44,6 +44,7 @@ from ticketing import settings
 
 log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 20.0
+SYNC_WAIT_S = 5.0  # a new socket waits at most this long for the hub's first poll (broadcaster down)
 SOCKET_CARRIER = "as queuePass in lock-tickets (join-queue joins over this socket)"
 Closing = tuple[int, str]  # (close code, reason) an adapter applies in its own way
 
@@ -101,14 +102,16 @@ class RealtimeCore:
         """The handshake's token → who the socket acts for (ApiError 401 if none or not valid)."""
         return verify_token(token, self.secret)
 
-    def open(self, principal: Principal, handshake=None) -> Session:
-        """A new socket of `principal`: registered with the hub, `connected` queued as its first message.
-        `handshake` (the upgrade request: `.client`, `.headers`) gives the client's address."""
+    async def open(self, principal: Principal, handshake=None) -> Session:
+        """A new socket of `principal`: registered with the hub, `connected` queued as its first message
+        once the hub is in sync, so every order notice from then on reaches it. `handshake` (the upgrade
+        request: `.client`, `.headers`) gives the client's address."""
         self.hub.start()  # on the replica's event loop, where the sockets live
         self.queue.start()
         session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode,
                           address=self.limits.address_of(handshake) if handshake is not None else None)
         self.hub.add(session)
+        await self.hub.wait_synced(SYNC_WAIT_S)
         self.metrics.set_connections(len(self.hub.sessions))
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
                                    "username": principal.username, "message": "Connected to realtime service"})

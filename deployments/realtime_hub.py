@@ -13,6 +13,7 @@ the sockets of the replica. Pure asyncio: the poll function and the send functio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,8 @@ class Hub:
         self.min_interval_s = min_interval_s  # extra coalescing window between polls (0: none)
         self.sessions: set[Session] = set()
         self.occupied = asyncio.Event()  # set while the replica has a socket: no socket, no polling
+        # Set once a poll has answered since polling (re)started: notices after that reach the sockets.
+        self.synced = asyncio.Event()
         self.rooms: dict[int, set[Session]] = {}
         self.users: dict[int, set[Session]] = {}
         self.epoch: str | None = None
@@ -84,6 +87,14 @@ class Hub:
         """A socket of this replica was closed for falling behind (`laggardsClosed` in the stats)."""
         self.laggards += 1
 
+    async def wait_synced(self, timeout: float) -> None:
+        """Until the poll loop has its first answer (at most `timeout`: a broadcaster that is down must not
+        hold connections back). The first answer's notices are old news and skipped, so a socket told it
+        is connected before then could miss the notice of an order placed right after."""
+        if not self.synced.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.synced.wait(), timeout)
+
     def stamp(self, epoch: str | None, version: int) -> Stamp:
         """Order figures fetched outside the poll loop (a join) against those the loop delivers."""
         return (self.generation, version) if epoch == self.epoch else (self.generation, 0)
@@ -121,6 +132,7 @@ class Hub:
                 # Nobody to tell: stop polling (a rush publishes hundreds of batches a second). The next
                 # socket starts a fresh sync, so notices from meanwhile are not replayed to it.
                 self.epoch = None
+                self.synced.clear()
                 await self.occupied.wait()
             started = time.monotonic()
             try:
@@ -158,6 +170,7 @@ class Hub:
             self.changed.set()
         if self.on_queues is not None and result.get("queues"):
             self.on_queues(result["queues"])
+        self.synced.set()
         if first_sync:
             return  # notices from before this replica started are not news to its sockets
         for kind, user_id, payload in result["notices"]:

@@ -54,7 +54,7 @@ class Realtime:
             await _refuse(websocket, exc)
             return
         await websocket.accept()
-        session = self.core.open(principal, websocket)
+        session = await self.core.open(principal, websocket)
         closing = await self.core.run(session, principal, websocket.send_text, self._read(websocket, session))
         if closing is not None:  # after the clean-up: a client that stopped reading may never take it
             await _close(websocket, *closing)

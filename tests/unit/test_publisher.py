@@ -53,3 +53,23 @@ def test_a_failed_publish_does_not_stop_the_next():
         return sent
 
     assert asyncio.run(run()) == [5, 4]
+
+
+def test_a_poller_out_of_sync_is_answered_at_once_even_before_anything_was_published():
+    """A replica's first poll (no epoch yet) must not wait for the first change: its sockets are told they
+    are connected only once it is in sync (deployments/realtime_hub.py)."""
+    from actors.broadcaster import Broadcaster
+
+    async def run() -> None:
+        broadcaster = Broadcaster.__ray_actor_class__()  # the actor's own class, without Ray
+        first = await asyncio.wait_for(broadcaster.poll(None, 0, timeout=30), 1.0)
+        assert first["epoch"] and first["version"] == 0 and first["snapshots"] == []
+        # In sync, a poll waits for the next change and gets it.
+        waiting = asyncio.ensure_future(broadcaster.poll(first["epoch"], 0, timeout=30))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        await broadcaster.publish({"eventId": 1, "categoryId": 2}, [("order-completed", 7, {"orderId": 3})])
+        got = await asyncio.wait_for(waiting, 1.0)
+        assert got["version"] == 1 and got["notices"] == [("order-completed", 7, {"orderId": 3})]
+
+    asyncio.run(run())

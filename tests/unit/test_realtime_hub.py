@@ -229,3 +229,56 @@ def test_laggards_closed_are_counted_by_the_hub():
         hub.closed_laggard()
         assert hub.stats()["laggardsClosed"] == 1
     run(scenario())
+
+
+def test_a_new_socket_waits_for_the_first_poll_so_the_next_notice_reaches_it():
+    async def scenario():
+        answers: asyncio.Queue = asyncio.Queue()
+
+        async def poll(epoch, since):
+            return await answers.get()
+
+        hub = Hub(poll)
+        session = Session("a", 7)
+        hub.add(session)
+        hub.start()
+        synced = asyncio.ensure_future(hub.wait_synced(5.0))
+        await asyncio.sleep(0.05)
+        assert not synced.done()  # the first poll has not answered: not yet in sync
+        # The first answer's notices are old news (before the socket was told it is connected)...
+        await answers.put({"epoch": "e", "version": 3, "snapshots": [],
+                           "notices": [("order-completed", 7, {"orderId": 1})]})
+        await asyncio.wait_for(synced, 1.0)
+        # ...every notice after it reaches the user's socket.
+        await answers.put({"epoch": "e", "version": 4, "snapshots": [],
+                           "notices": [("order-completed", 7, {"orderId": 2})]})
+        got: list[dict] = []
+        for _ in range(100):  # until the loop has delivered it (bounded)
+            got += drain(session)
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert [m["data"]["orderId"] for m in got] == [2]
+        # With no socket left the loop stops polling; the next socket waits for a new first answer.
+        hub.remove(session)
+        await answers.put({"epoch": "e", "version": 5, "snapshots": [], "notices": []})
+        await asyncio.sleep(0.05)
+        assert not hub.synced.is_set()
+        await hub.stop()
+
+    run(scenario())
+
+
+def test_waiting_for_sync_gives_up_when_the_broadcaster_does_not_answer():
+    async def scenario():
+        async def silent(epoch, since):
+            await asyncio.sleep(3600)
+
+        hub = Hub(silent)
+        hub.add(Session("a", 1))
+        hub.start()
+        await asyncio.wait_for(hub.wait_synced(0.05), 1.0)  # returns, does not raise
+        assert not hub.synced.is_set()
+        await hub.stop()
+
+    run(scenario())
