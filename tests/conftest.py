@@ -30,6 +30,13 @@ os.environ.setdefault("TICKETING_CLIENT_ADDRESS_HEADER", "X-Forwarded-For")
 os.environ.setdefault("RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S", "30")
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that start a Ray cluster of their own (`own_cluster`: the notebooks, the two-node check) run
+    first, before the session's cluster starts: beside it, two sets of Ray's processes shared the two
+    cores, and the hold-policies notebook took 232 s against 56 s alone (2026-12-02)."""
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)  # stable: order kept
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ticketing-data")

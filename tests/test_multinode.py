@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.own_cluster
 
 
 def test_category_and_queue_actors_on_two_nodes_work_correctly(database_url):

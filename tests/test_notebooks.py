@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.own_cluster
 
 
 def run_notebook(name: str, env: dict[str, str]) -> nbformat.NotebookNode:
