@@ -61,7 +61,7 @@ class Broadcaster:
         elif self.version <= since:
             try:
                 await asyncio.wait_for(self._event().wait(), timeout)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 pass
         snapshots = [{**figures, "version": version} for version, figures in self.snapshots.values()
                      if version > since]

@@ -179,7 +179,7 @@ class TicketCategory:
                 timeout = 1.0  # a batch failed: reload soon even if no request comes, so holds still expire
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 if not self.queue and time.monotonic() - idle_since >= IDLE_DISCONNECT_SECONDS:
                     # An idle category gives its connection back, so thousands of categories do not
                     # exhaust PostgreSQL's connection limit; the next batch reconnects.

@@ -167,7 +167,7 @@ class EventQueue:
         while True:
             try:
                 await asyncio.wait_for(self.wakeup.wait(), TICK_SECONDS)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 pass
             self.wakeup.clear()
             try:

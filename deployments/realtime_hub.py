@@ -92,7 +92,7 @@ class Hub:
         hold connections back). The first answer's notices are old news and skipped, so a socket told it
         is connected before then could miss the notice of an order placed right after."""
         if not self.synced.is_set():
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before Python 3.11
                 await asyncio.wait_for(self.synced.wait(), timeout)
 
     def stamp(self, epoch: str | None, version: int) -> Stamp:

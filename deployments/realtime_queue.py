@@ -132,7 +132,7 @@ class QueueWatch:
                 timeout = max(0.0, min(w.due for w in self.pending) - self.clock())
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 pass
             self.wake.clear()
             try:

@@ -359,7 +359,7 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
                                           rng.uniform(0.8, 1.2))
                 try:
                     await asyncio.wait_for(sold_out.wait(), pause)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                     pass
                 if sold_out.is_set():
                     buyer.outcome = "left"
@@ -433,7 +433,7 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
                     pass
                 try:
                     await asyncio.wait_for(stop_watching.wait(), config.watch_interval_seconds)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                     pass
 
         watchers = [asyncio.create_task(watcher(i)) for i in range(config.watchers)]
