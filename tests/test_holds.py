@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
+import httpx
 import pytest
 import ray
 
@@ -26,6 +27,14 @@ pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users strai
 @pytest.fixture()
 def cat(http):
     return new_category(http, seats=10)
+
+
+@pytest.fixture(scope="module")
+def refusals_only_cat(server, fast_users):
+    """One category for the bad-quantity tests: each checks that its refusal held and sold nothing, so
+    they share it (a category costs its actor's start, about 1.5 s on a 2-core machine)."""
+    with httpx.Client(base_url=server, timeout=60) as client:
+        return new_category(client, seats=10)
 
 
 @pytest.fixture()
@@ -64,7 +73,8 @@ def test_hold_needs_a_login(http, db, cat):
 
 
 @pytest.mark.parametrize("quantity", [0, -1, -5, 11, 1001, "2", 2.5, None, True])
-def test_bad_quantity_is_refused_and_changes_nothing(http, db, cat, buyer, quantity):
+def test_bad_quantity_is_refused_and_changes_nothing(http, db, refusals_only_cat, buyer, quantity):
+    cat = refusals_only_cat
     r = hold(http, cat, buyer, quantity)
     assert_error_containing(r, 400)
     assert db_counters(db, cat["category"])["held"] == 0
