@@ -111,7 +111,11 @@ class RealtimeCore:
         session = Session(uuid.uuid4().hex, principal.user_id, encode=self.hub.encode,
                           address=self.limits.address_of(handshake) if handshake is not None else None)
         self.hub.add(session)
-        await self.hub.wait_synced(SYNC_WAIT_S)
+        try:
+            await self.hub.wait_synced(SYNC_WAIT_S)
+        except BaseException:  # cancelled while waiting: `run` will never remove it
+            self.hub.remove(session)
+            raise
         self.metrics.set_connections(len(self.hub.sessions))
         session.send("connected", {"success": True, "sessionId": session.id, "userId": principal.user_id,
                                    "username": principal.username, "message": "Connected to realtime service"})

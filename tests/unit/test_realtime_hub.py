@@ -29,6 +29,15 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def fed_poll():
+    """A poll function that answers with what the test puts in the returned queue, one result a call."""
+    results: asyncio.Queue = asyncio.Queue()
+
+    async def poll(epoch, since):
+        return await results.get()
+    return results, poll
+
+
 async def _hub_with(*sessions: Session) -> Hub:
     async def never(epoch, since):
         raise AssertionError("not polled in these tests")
@@ -188,10 +197,7 @@ def test_watchdog_ends_a_socket_whose_send_stalls():
 
 def test_fan_out_loop_gives_each_socket_the_newest_figures_when_the_pass_reaches_it():
     async def scenario():
-        results: asyncio.Queue = asyncio.Queue()
-
-        async def poll(epoch, since):
-            return await results.get()
+        results, poll = fed_poll()
         hub = Hub(poll)
         sessions = [Session(str(i), i) for i in range(3 * PASS_STEP)]
         got: dict[str, list[int]] = {s.id: [] for s in sessions}
@@ -233,11 +239,7 @@ def test_laggards_closed_are_counted_by_the_hub():
 
 def test_a_new_socket_waits_for_the_first_poll_so_the_next_notice_reaches_it():
     async def scenario():
-        answers: asyncio.Queue = asyncio.Queue()
-
-        async def poll(epoch, since):
-            return await answers.get()
-
+        answers, poll = fed_poll()
         hub = Hub(poll)
         session = Session("a", 7)
         hub.add(session)
