@@ -161,10 +161,13 @@ def test_live_page_layout_holds_with_long_names(browser, server, realtime, http,
         context.close()
 
 
-@pytest.mark.parametrize("width,height,mobile", [(1280, 800, False), (390, 844, True)], ids=["desktop", "phone"])
-def test_live_page_queues_then_shops_with_the_pass(browser, server, realtime, http, db, width, height, mobile):
-    """An event sold through its queue: the page counts down to the sale, joins the pre-queue, is pushed its
-    place at the draw and its turn, then holds (with the pass) and buys. Holding is off until admitted."""
+VIEWPORTS = {"desktop": (1280, 800, False), "phone": (390, 844, True)}
+
+
+def test_live_page_queues_then_shops_with_the_pass(browser, server, realtime, http, db):
+    """An event sold through its queue, on a desktop and on a phone at once (two buyers: the sale's start is
+    waited for once): each page counts down to the sale, joins the pre-queue, is pushed its place at the draw
+    and its turn, then holds (with the pass) and buys. Holding is off until admitted."""
     from playwright.sync_api import expect
 
     org = register(http, "organizer")
@@ -172,48 +175,55 @@ def test_live_page_queues_then_shops_with_the_pass(browser, server, realtime, ht
     event = create_event(http, org, seats=10, queueEnabled=True, admissionPerMinute=600,
                          saleStartsAt=starts.isoformat())
     event_id, category_id = event["idEvent"], event["ticketCategories"][0]["id"]
-    buyer = register(http)
-
-    context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=mobile, has_touch=mobile)
-    page = context.new_page()
+    buyers = {name: register(http) for name in VIEWPORTS}
+    contexts = {name: browser.new_context(viewport={"width": w, "height": h}, is_mobile=m, has_touch=m)
+                for name, (w, h, m) in VIEWPORTS.items()}
     try:
-        page.goto(f"{server}/live")
-        page.fill("#username", buyer["username"])
-        page.fill("#password", buyer["password"])
-        page.click("#login")
-        expect(page.get_by_test_id("ws-status")).to_have_text("live", timeout=WAIT_MS)
-        page.get_by_test_id("event-select").select_option(str(event_id))
-        expect(page.get_by_test_id("queue-card")).to_be_visible(timeout=WAIT_MS)
-        hold = page.get_by_test_id(f"hold-{category_id}")
-        expect(hold).to_be_disabled()  # no pass yet
-        before_start = datetime.now(timezone.utc) < starts - timedelta(seconds=10)
-        if before_start:  # (a very slow start may reach the page after the sale opened)
-            expect(page.get_by_test_id("sale-countdown")).to_have_text(re.compile(r"^Sale starts in \d\d:\d\d$"))
-        page.get_by_test_id("join-queue").click()
-        status = page.get_by_test_id("queue-status")
-        if before_start and datetime.now(timezone.utc) < starts - timedelta(seconds=10):
-            expect(status).to_have_text("Waiting", timeout=WAIT_MS)  # in the pre-queue: no place yet
-            expect(page.get_by_test_id("queue-place")).to_have_text("–")
-            assert_fits(page, width)
-        # the sale opens, the pre-queue is drawn and admitted: pushed, no reload
-        expect(status).to_have_text("Your turn: shop now", timeout=90_000)
-        expect(page.get_by_test_id("sale-countdown")).to_have_text("The sale is open")
-        expect(page.get_by_test_id("queue-place")).to_have_text("1")
-        expect(page.get_by_test_id("queue-ahead")).to_have_text("0")
-        expect(page.get_by_test_id("pass-remaining")).to_have_text(re.compile(r"^(10:00|09:\d\d)$"))
-        expect(hold).to_be_enabled()
-        assert_fits(page, width)
+        pages = {name: contexts[name].new_page() for name in VIEWPORTS}
+        for name, page in pages.items():
+            buyer, width = buyers[name], VIEWPORTS[name][0]
+            page.goto(f"{server}/live")
+            page.fill("#username", buyer["username"])
+            page.fill("#password", buyer["password"])
+            page.click("#login")
+            expect(page.get_by_test_id("ws-status")).to_have_text("live", timeout=WAIT_MS)
+            page.get_by_test_id("event-select").select_option(str(event_id))
+            expect(page.get_by_test_id("queue-card")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_test_id(f"hold-{category_id}")).to_be_disabled()  # no pass yet
+            before_start = datetime.now(timezone.utc) < starts - timedelta(seconds=10)
+            if before_start:  # (a very slow start may reach the page after the sale opened)
+                expect(page.get_by_test_id("sale-countdown")).to_have_text(re.compile(r"^Sale starts in \d\d:\d\d$"))
+            page.get_by_test_id("join-queue").click()
+            if before_start and datetime.now(timezone.utc) < starts - timedelta(seconds=10):
+                expect(page.get_by_test_id("queue-status")).to_have_text("Waiting", timeout=WAIT_MS)  # pre-queue
+                expect(page.get_by_test_id("queue-place")).to_have_text("–")
+                assert_fits(page, width)
 
-        page.get_by_test_id(f"qty-{category_id}").fill("2")
-        hold.click()  # over the socket, with the pass
-        expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^\d\d:\d\d$"), timeout=WAIT_MS)
-        expect(page.get_by_test_id(f"held-{category_id}")).to_have_text("2", timeout=WAIT_MS)
-        page.get_by_test_id("buy").click()  # over HTTP, with the pass
-        expect(page.get_by_test_id("order")).to_contain_text("confirmed", timeout=WAIT_MS)
-        assert_fits(page, width)
+        places = set()
+        for name, page in pages.items():  # the sale opens, the pre-queue is drawn and admitted: pushed, no reload
+            expect(page.get_by_test_id("queue-status")).to_have_text("Your turn: shop now", timeout=90_000)
+            expect(page.get_by_test_id("sale-countdown")).to_have_text("The sale is open")
+            expect(page.get_by_test_id("queue-place")).to_have_text(re.compile(r"^[12]$"))
+            places.add(page.get_by_test_id("queue-place").inner_text())
+            expect(page.get_by_test_id("queue-ahead")).to_have_text("0")
+            expect(page.get_by_test_id("pass-remaining")).to_have_text(re.compile(r"^(10:00|09:\d\d)$"))
+            expect(page.get_by_test_id(f"hold-{category_id}")).to_be_enabled()
+            assert_fits(page, VIEWPORTS[name][0])
+        assert places == {"1", "2"}  # the draw gave the two buyers the first two places
+
+        for name, page in pages.items():
+            page.get_by_test_id(f"qty-{category_id}").fill("2")
+            page.get_by_test_id(f"hold-{category_id}").click()  # over the socket, with the pass
+            expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^\d\d:\d\d$"), timeout=WAIT_MS)
+            expect(page.get_by_test_id(f"held-{category_id}")).to_have_text("2", timeout=WAIT_MS)
+            page.get_by_test_id("buy").click()  # over HTTP, with the pass
+            expect(page.get_by_test_id("order")).to_contain_text("confirmed", timeout=WAIT_MS)
+            assert_fits(page, VIEWPORTS[name][0])
     finally:
-        context.close()
-    assert scalar(db, "SELECT count(*) FROM orders WHERE user_id = :u AND status = 'confirmed'", u=buyer["id"]) == 1
+        for context in contexts.values():
+            context.close()
+    for buyer in buyers.values():
+        assert scalar(db, "SELECT count(*) FROM orders WHERE user_id = :u AND status = 'confirmed'", u=buyer["id"]) == 1
 
 
 def assert_fits(page, width: int) -> None:
