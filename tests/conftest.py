@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import session_apps
 from ticketing.local import free_port
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -85,12 +86,10 @@ def server(ray_cluster, database_url, data_dir):
     """Base URL of the Serve HTTP proxy with the whole application deployed."""
     from ray import serve
 
-    from deployments.app import build_app
-
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"database_url": database_url, "data_dir": str(data_dir)}),
-              name="ticketing", route_prefix="/")
+    session_apps.deploy("ticketing", "deployments.app:build_app", "/",
+                        {"database_url": database_url, "data_dir": str(data_dir)})
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -131,25 +130,17 @@ def fast_users(db, jwt_secret) -> None:
 @pytest.fixture(scope="session")
 def realtime(server, database_url, data_dir) -> str:
     """ws:// URL of the realtime WebSocket application, deployed next to the HTTP one on the same proxy."""
-    from ray import serve
-
-    from deployments.app import build_realtime_app
-
-    serve.run(build_realtime_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
-              name="realtime", route_prefix="/realtime")
+    session_apps.deploy("realtime", "deployments.app:build_realtime_app", "/realtime",
+                        {"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"})
     yield server.replace("http://", "ws://", 1) + "/realtime"
-    serve.delete("realtime")
+    session_apps.delete("realtime")
 
 
 @pytest.fixture(scope="session")
 def socketio_url(server, database_url, data_dir) -> str:
     """Base URL for Socket.IO clients (`io(URL + "/realtime")`): the Socket.IO application is deployed
     at /socket.io, the path those clients use, next to the HTTP one on the same proxy."""
-    from ray import serve
-
-    from deployments.app import build_socketio_app
-
-    serve.run(build_socketio_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
-              name="socketio", route_prefix="/socket.io")
+    session_apps.deploy("socketio", "deployments.app:build_socketio_app", "/socket.io",
+                        {"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"})
     yield server
-    serve.delete("socketio")
+    session_apps.delete("socketio")

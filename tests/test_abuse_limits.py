@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from tests import session_apps
 from tests.helpers import assert_error, new_category, person, register, scalar
 from tests.test_metrics import samples, scrape_until
 
@@ -35,16 +36,9 @@ def production_rate_limits() -> dict:
     return next(d for d in app["deployments"] if d["name"] == "Gateway")["user_config"]["rate_limits"]
 
 
-def redeploy_gateway(database_url: str, data_dir, user_config: dict) -> None:
-    """The running application again, with this user_config for the Gateway (Serve calls reconfigure)."""
-    from ray import serve
-
-    from deployments.app import AuthService, EventsService, Gateway, OrdersService, UsersService
-
-    serve.run(Gateway.options(user_config=user_config).bind(
-        AuthService.bind(database_url, str(data_dir)), UsersService.bind(database_url),
-        EventsService.bind(database_url), OrdersService.bind(database_url), database_url, str(data_dir)),
-        name="ticketing", route_prefix="/")
+def reconfigure_gateway(user_config: dict) -> None:
+    """The running Gateway replicas with this user_config (Serve calls their reconfigure; none restarts)."""
+    session_apps.reconfigure("ticketing", {"Gateway": user_config})
 
 
 # Registration's default (20 an address at once) is lowered here only so the test registers 3 users through
@@ -53,11 +47,11 @@ REGISTER_FOR_TEST = "3 + 10/hour"
 
 
 @pytest.fixture(scope="module")
-def limits_on(server, database_url, data_dir):
+def limits_on(server):
     limits = production_rate_limits()
-    redeploy_gateway(database_url, data_dir, {"rate_limits": {**limits, "register": {"address": REGISTER_FOR_TEST}}})
+    reconfigure_gateway({"rate_limits": {**limits, "register": {"address": REGISTER_FOR_TEST}}})
     yield limits
-    redeploy_gateway(database_url, data_dir, {"rate_limits": "off"})
+    reconfigure_gateway({"rate_limits": "off"})
 
 
 def assert_too_many(r, what: str) -> int:
@@ -176,24 +170,18 @@ def test_one_client_driving_60_accounts_is_held_to_the_limits_while_an_ordinary_
                   c=cat["category"]) == held + 2
 
 
-def redeploy_realtime(database_url: str, data_dir, user_config: dict) -> None:
-    """The plain WebSocket application again, with this user_config (its replicas reconfigure)."""
-    from ray import serve
-
-    from deployments.app import Realtime
+def reconfigure_realtime(user_config: dict) -> None:
+    """The running plain-WebSocket replicas with this user_config (they reconfigure; none restarts)."""
+    session_apps.reconfigure("realtime", {"Realtime": user_config})
 
 
-    serve.run(Realtime.options(user_config=user_config).bind(database_url, str(data_dir), 0.0),
-              name="realtime", route_prefix="/realtime")
-
-
-def test_socket_holds_and_joins_are_held_to_the_same_limits(realtime, http, db, database_url, data_dir):
+def test_socket_holds_and_joins_are_held_to_the_same_limits(realtime, http, db):
     """lock-tickets and join-queue over the socket count against the HTTP limits' per-account buckets:
     a socket is no way round them."""
     from tests.test_realtime import Client
 
     limits = production_rate_limits()
-    redeploy_realtime(database_url, data_dir, {"hold_seconds": 300, "max_per_order": 10, "rate_limits": limits})
+    reconfigure_realtime({"hold_seconds": 300, "max_per_order": 10, "rate_limits": limits})
     try:
         cat = new_category(http, seats=50)
         buyer = person()
@@ -212,4 +200,4 @@ def test_socket_holds_and_joins_are_held_to_the_same_limits(realtime, http, db, 
         assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c AND status = 'active'",
                       c=cat["category"]) == 0
     finally:
-        redeploy_realtime(database_url, data_dir, {"hold_seconds": 300, "max_per_order": 10, "rate_limits": "off"})
+        reconfigure_realtime({"hold_seconds": 300, "max_per_order": 10, "rate_limits": "off"})

@@ -11,6 +11,7 @@ import pytest
 import ray
 
 from actors import NAMESPACE, queue_actor_name
+from tests import session_apps
 from tests.helpers import (
     assert_error,
     assert_error_containing,
@@ -370,15 +371,10 @@ def test_the_ticket_limit_set_through_the_api_holds_across_categories(http):
     assert bought.status_code == 201, bought.text
 
 
-def test_a_whole_restart_keeps_places_and_admissions_and_goes_on_in_order(http, db, jwt_secret, database_url,
-                                                                         data_dir):
+def test_a_whole_restart_keeps_places_and_admissions_and_goes_on_in_order(http, db, jwt_secret):
     """The queue actor killed for good and every deployment of the application redeployed, as after a
     restart of the system: the new ingress starts the queue again (nobody has to call it), and admission
     resumes where it stopped, in order, admitting nobody twice."""
-    from ray import serve
-
-    from deployments.app import build_app
-
     q = queued_event(http, admissionPerMinute=120)  # two a second
     buyers = many_buyers(db, jwt_secret, 12)
     places = {b["id"]: join(http, b, q["id"])["place"] for b in buyers}
@@ -386,9 +382,7 @@ def test_a_whole_restart_keeps_places_and_admissions_and_goes_on_in_order(http, 
                               e=q["id"]) >= 2, timeout=60)
     ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=True)
     before = {r["user_id"]: r["admitted_at"] for r in _entries(db, q["id"]) if r["admitted_at"]}
-    serve.delete("ticketing")
-    serve.run(build_app({"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"}),
-              name="ticketing", route_prefix="/")
+    session_apps.restart("ticketing")
     wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
                               e=q["id"]) == 12, timeout=180)
     rows = _entries(db, q["id"])
