@@ -117,6 +117,11 @@ class Gateway:
             self.waiting_room.follow_catalog(db_url, self._catalog_changed))
 
     async def _warm_on_sale(self) -> None:
+        if settings.actor_idle_exit_seconds() > 0:
+            # Idle actors end on this system (a node with far more categories than it sells at once):
+            # starting every category on sale would start them all at once only to end them again, unsold.
+            log.info("idle category actors exit: not warming every category on sale at start")
+            return
         try:
             count = await self.seats.categories.warm_on_sale()
             log.info("warmed the actors of %d categories on sale", count)

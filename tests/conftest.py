@@ -19,6 +19,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Every event the tests create gets its category actors at once (about 80 MB each): idle ones with no
 # active hold end after 20 s so a session of hundreds of events fits in memory (production default: never).
+# With that, a Gateway replica that (re)starts does not warm every category on sale (deployments.gateway):
+# after the whole-restart test that was every category of the session, hundreds of actor processes.
 os.environ.setdefault("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "20")
 # The suite registers, logs in and holds hundreds of times from 127.0.0.1: abuse limits off for the session.
 # tests/test_abuse_limits.py turns the production ones on through the Gateway's user_config (live) and
