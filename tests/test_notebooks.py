@@ -1,20 +1,22 @@
 """The notebooks run top to bottom with small parameters, so they cannot rot.
 
-Each runs in its own kernel process (nbclient), which starts its own Ray instance and Serve on its own
-port and data folder: nothing is shared with this session's cluster. Parameters reach the notebooks'
-parameters cell through environment variables.
+Each runs in its own kernel process (nbclient). The ticket-rush notebook drives this session's running
+system (TICKETING_URL), as a user points it at a system already up; the other two start their own Ray
+instance and Serve on their own port and data folder (marker `own_cluster`: they run before this session's
+cluster starts), one with its own embedded database and one with DATABASE_URL. Parameters reach the
+notebooks' parameters cell through environment variables.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.own_cluster
 
 
 def run_notebook(name: str, env: dict[str, str]) -> nbformat.NotebookNode:
@@ -50,22 +52,21 @@ def stop_leftover_database(data_dir: Path) -> None:
     stop_embedded(data_dir / "pgdata")
 
 
-def test_ticket_rush_notebook_with_its_own_embedded_database(tmp_path):
-    try:
-        nb = run_notebook("ticket_rush.ipynb", {
-            "RUSH_BUYERS": "14", "RUSH_SEATS": "8", "RUSH_ARRIVAL_SECONDS": "1.5", "RUSH_WATCHERS": "2",
-            "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
-        })
-        text = outputs(nb)
-        assert "OK: " in text and "none oversold" in text, text[-3000:]
-        assert "oversold" in text and "holdP99ms" in text  # the summary table was printed
-        assert images(nb) >= 1  # the plots were drawn
-        # The notebook stopped the database it started.
-        assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
-    finally:
-        stop_leftover_database(tmp_path)
+def test_ticket_rush_notebook_against_a_running_system(server, database_url):
+    nb = run_notebook("ticket_rush.ipynb", {
+        "TICKETING_URL": server,  # this session's system: the notebook starts nothing and stops nothing
+        "DATABASE_URL": database_url,  # the read-back also checks the seat ledger in the database
+        "RUSH_BUYERS": "14", "RUSH_SEATS": "8", "RUSH_ARRIVAL_SECONDS": "1.5", "RUSH_WATCHERS": "2",
+    })
+    text = outputs(nb)
+    assert "OK: " in text and "none oversold" in text, text[-3000:]
+    assert "oversold" in text and "holdP99ms" in text  # the summary table was printed
+    assert images(nb) >= 1  # the plots were drawn
+    health = httpx.get(server + "/api/health", timeout=30)
+    assert health.status_code == 200, health.text  # the system it used is still up
 
 
+@pytest.mark.own_cluster
 def test_compare_hold_policies_notebook(tmp_path, database_url):
     nb = run_notebook("compare_hold_policies.ipynb", {
         "RUSH_BUYERS": "10", "RUSH_SEATS": "6", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_THINK_MAX": "1.5",
@@ -79,7 +80,8 @@ def test_compare_hold_policies_notebook(tmp_path, database_url):
     assert images(nb) >= 1
 
 
-def test_waiting_room_rehearsal_notebook(tmp_path):
+@pytest.mark.own_cluster
+def test_waiting_room_rehearsal_notebook_with_its_own_embedded_database(tmp_path):
     try:
         nb = run_notebook("waiting_room_rehearsal.ipynb", {
             "RUSH_BUYERS": "120", "RUSH_SEATS": "40", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_HOLD_SECONDS": "30",
@@ -90,5 +92,7 @@ def test_waiting_room_rehearsal_notebook(tmp_path):
         assert "OK: neither run oversold" in text and "admitted from the queue" in text, text[-3000:]
         assert "queue off" in text and "queue on" in text and "soldOutSeconds" in text  # the table was printed
         assert images(nb) >= 1
+        # The notebook stopped the database it started.
+        assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
     finally:
         stop_leftover_database(tmp_path)
