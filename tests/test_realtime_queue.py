@@ -201,7 +201,7 @@ def test_hundreds_of_waiting_sockets_are_pushed_coalesced(realtime, http, db, jw
         joined = await asyncio.gather(*(replies(ws) for ws in sockets))
         assert sorted(s["place"] for s in joined) == list(range(1, 201))
         started = time.monotonic()
-        await asyncio.to_thread(unpause, http, q, 600)  # ten a second: ~20 admission steps
+        await asyncio.to_thread(unpause, http, q, 1200)  # twenty a second: ~10 admission steps
 
         async def until_admitted(ws) -> tuple[list[dict], float]:
             pushed = []
