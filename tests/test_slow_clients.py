@@ -3,7 +3,7 @@ are not cut by the same timeout (docs/operations.md, "Half-finished requests").
 
 Only the HAProxy ingress can be told (RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S, set by `ticketing serve` and by
 tests/conftest.py to 30 s, half of `ticketing serve`'s 60 s): Serve's default proxy (uvicorn) has no timeout for a request head
-and Serve exposes none, so on it these tests are skipped; CI's second command runs them on HAProxy.
+and Serve exposes none, so on it this test is skipped; CI's second command runs it on HAProxy.
 """
 from __future__ import annotations
 
