@@ -31,6 +31,10 @@ os.environ.setdefault("TICKETING_CLIENT_ADDRESS_HEADER", "X-Forwarded-For")
 # (60 s) but sooner, so the tests that wait for it take half the time; still longer than the 20 s pings
 # that keep an idle WebSocket open.
 os.environ.setdefault("RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S", "30")
+# On that ingress a replica that stops stays up at least this long (Serve's default: 30 s) so that load
+# balancers in front of the nodes notice it is going. The tests have none: every application deletion and the
+# session's end waited the 30 s (94 s of the HAProxy round's teardown, 2026-12-03).
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -134,8 +138,7 @@ def realtime(server, database_url, data_dir) -> str:
     """ws:// URL of the realtime WebSocket application, deployed next to the HTTP one on the same proxy."""
     session_apps.deploy("realtime", "deployments.app:build_realtime_app", "/realtime",
                         {"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"})
-    yield server.replace("http://", "ws://", 1) + "/realtime"
-    session_apps.delete("realtime")
+    return server.replace("http://", "ws://", 1) + "/realtime"  # it ends with the session's serve.shutdown
 
 
 @pytest.fixture(scope="session")
@@ -144,5 +147,4 @@ def socketio_url(server, database_url, data_dir) -> str:
     at /socket.io, the path those clients use, next to the HTTP one on the same proxy."""
     session_apps.deploy("socketio", "deployments.app:build_socketio_app", "/socket.io",
                         {"database_url": database_url, "data_dir": str(data_dir), "migrate": "0"})
-    yield server
-    session_apps.delete("socketio")
+    return server  # it ends with the session's serve.shutdown

@@ -38,13 +38,6 @@ def restart(name: str, *, timeout: float = 180) -> None:
     _apply(timeout)
 
 
-def delete(name: str) -> None:
-    from ray import serve
-
-    _apps.pop(name, None)
-    serve.delete(name)
-
-
 def _apply(timeout: float) -> None:
     from ray import serve
     from ray.serve.context import _get_global_client
