@@ -1,9 +1,9 @@
 """The notebooks run top to bottom with small parameters, so they cannot rot.
 
-Each runs in its own kernel process (nbclient). The ticket-rush notebook drives this session's running
-system (TICKETING_URL), as a user points it at a system already up; the other two start their own Ray
-instance and Serve on their own port and data folder (marker `own_cluster`: they run before this session's
-cluster starts), one with its own embedded database and one with DATABASE_URL. Parameters reach the
+Each runs in its own kernel process (nbclient). The ticket-rush and waiting-room notebooks drive this
+session's running system (TICKETING_URL), as a user points them at a system already up; the hold-policies
+notebook starts its own Ray instance, Serve and embedded database on its own port and data folder (marker
+`own_cluster`: it runs before this session's cluster starts). Parameters reach the
 notebooks' parameters cell through environment variables.
 """
 from __future__ import annotations
@@ -67,32 +67,34 @@ def test_ticket_rush_notebook_against_a_running_system(server, database_url):
 
 
 @pytest.mark.own_cluster
-def test_compare_hold_policies_notebook(tmp_path, database_url):
-    nb = run_notebook("compare_hold_policies.ipynb", {
-        "RUSH_BUYERS": "10", "RUSH_SEATS": "6", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_THINK_MAX": "1.5",
-        "RUSH_RETRIES": "2", "RUSH_SHORT_HOLD": "1", "RUSH_LONG_HOLD": "30",
-        "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
-        "DATABASE_URL": database_url,  # the test database, to show the DATABASE_URL path as well
-    })
-    text = outputs(nb)
-    assert "OK: no policy oversold" in text, text[-3000:]
-    assert "short hold" in text and "long hold" in text
-    assert images(nb) >= 1
-
-
-@pytest.mark.own_cluster
-def test_waiting_room_rehearsal_notebook_with_its_own_embedded_database(tmp_path):
+def test_compare_hold_policies_notebook_with_its_own_embedded_database(tmp_path):
     try:
-        nb = run_notebook("waiting_room_rehearsal.ipynb", {
-            "RUSH_BUYERS": "120", "RUSH_SEATS": "40", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_HOLD_SECONDS": "30",
-            "RUSH_ADMISSION_PER_MINUTE": "6000", "RUSH_POLL_MIN": "0.3", "RUSH_POLL_MAX": "2",
-            "RUSH_CONCURRENCY": "64", "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
+        nb = run_notebook("compare_hold_policies.ipynb", {
+            "RUSH_BUYERS": "10", "RUSH_SEATS": "6", "RUSH_ARRIVAL_SECONDS": "1", "RUSH_THINK_MAX": "1.5",
+            "RUSH_RETRIES": "2", "RUSH_SHORT_HOLD": "1", "RUSH_LONG_HOLD": "30",
+            "RUSH_DASHBOARD": "0", "RUSH_NUM_CPUS": "2", "RUSH_DATA_DIR": str(tmp_path),
         })
         text = outputs(nb)
-        assert "OK: neither run oversold" in text and "admitted from the queue" in text, text[-3000:]
-        assert "queue off" in text and "queue on" in text and "soldOutSeconds" in text  # the table was printed
+        assert "OK: no policy oversold" in text, text[-3000:]
+        assert "short hold" in text and "long hold" in text
         assert images(nb) >= 1
         # The notebook stopped the database it started.
         assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
     finally:
         stop_leftover_database(tmp_path)
+
+
+def test_waiting_room_rehearsal_notebook_against_a_running_system(server, database_url, jwt_secret):
+    nb = run_notebook("waiting_room_rehearsal.ipynb", {
+        "TICKETING_URL": server, "DATABASE_URL": database_url,
+        "JWT_SECRET": jwt_secret,  # the running system's: the notebook mints its buyers
+        "RUSH_BUYERS": "120", "RUSH_SEATS": "40", "RUSH_ARRIVAL_SECONDS": "1",
+        "RUSH_ADMISSION_PER_MINUTE": "6000", "RUSH_POLL_MIN": "0.3", "RUSH_POLL_MAX": "2", "RUSH_CONCURRENCY": "64",
+    })
+    text = outputs(nb)
+    assert "OK: neither run oversold" in text and "admitted from the queue" in text, text[-3000:]
+    assert "queue off" in text and "queue on" in text and "soldOutSeconds" in text  # the table was printed
+    assert "120 buyers, minted" in text
+    assert images(nb) >= 1
+    health = httpx.get(server + "/api/health", timeout=30)
+    assert health.status_code == 200, health.text  # the system it used is still up
