@@ -59,7 +59,7 @@ def assistant(people):
 
 @pytest.fixture(scope="module")
 def refused_edits_target(server, people):
-    """One event of `org` for the refused-update tests: each asserts that its refusal changed nothing,
+    """One event of `org` for the refused update and delete tests: each asserts that its refusal changed nothing,
     so they can share it (an event costs its category actor's start, about 1.5 s on a 2-core machine)."""
     import httpx
 
@@ -360,8 +360,8 @@ def test_creator_can_reactivate_a_deleted_event(http, org):
 
 
 @pytest.mark.parametrize("who", ["other", "assistant"])
-def test_only_the_creator_may_update(http, db, people, who):
-    event = create_event(http, people["org"])
+def test_only_the_creator_may_update(http, db, people, who, refused_edits_target):
+    event = refused_edits_target
     with unchanged(db):
         r = http.put(f"/api/events/{event['idEvent']}", json={"eventName": "Mine now"},
                      headers=people[who]["headers"])
@@ -377,8 +377,8 @@ def test_others_cannot_update_a_deleted_event(http, db, org, other):
     assert_error(r, 404)
 
 
-def test_update_without_token_is_401(http, db, org):
-    event = create_event(http, org)
+def test_update_without_token_is_401(http, db, refused_edits_target):
+    event = refused_edits_target
     with unchanged(db):
         assert_error(http.put(f"/api/events/{event['idEvent']}", json={"eventName": "x"}), 401)
 
@@ -453,8 +453,8 @@ def test_creator_soft_deletes_an_event(http, db, org):
 
 
 @pytest.mark.parametrize("who", ["other", "assistant"])
-def test_only_the_creator_may_delete(http, db, people, who):
-    event = create_event(http, people["org"])
+def test_only_the_creator_may_delete(http, db, people, who, refused_edits_target):
+    event = refused_edits_target
     with unchanged(db):
         r = http.delete(f"/api/events/{event['idEvent']}", headers=people[who]["headers"])
     assert r.json() == {"statusCode": 403, "message": "You can only delete events that you created",
@@ -462,8 +462,8 @@ def test_only_the_creator_may_delete(http, db, people, who):
     assert http.get(f"/api/events/{event['idEvent']}").status_code == 200
 
 
-def test_delete_without_token_is_401(http, db, org):
-    event = create_event(http, org)
+def test_delete_without_token_is_401(http, db, refused_edits_target):
+    event = refused_edits_target
     with unchanged(db):
         assert_error(http.delete(f"/api/events/{event['idEvent']}"), 401, "missing token!")
 

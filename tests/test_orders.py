@@ -30,7 +30,7 @@ def cat(http):
 
 @pytest.fixture(scope="module")
 def refusals_only_cat(server, fast_users):
-    """One category for the bad-quantity tests: each checks that its refusal held and sold nothing, so
+    """One category for the tests of refused orders: each checks that its refusal held and sold nothing, so
     they share it (a category costs its actor's start, about 1.5 s on a 2-core machine)."""
     with httpx.Client(base_url=server, timeout=60) as client:
         return new_category(client, seats=10, price="12.50")
@@ -78,7 +78,8 @@ def test_purchase_creates_a_confirmed_order(http, db, cat, buyer):
     assert_consistent(db, http, cat["event"], cat["category"])
 
 
-def test_purchase_needs_a_login(http, db, cat):
+def test_purchase_needs_a_login(http, db, refusals_only_cat):
+    cat = refusals_only_cat
     assert_error_containing(http.post("/api/orders", json={**cat["body"], "quantity": 1}), 401)
     assert order_rows(db, cat["category"]) == []
 
@@ -98,7 +99,8 @@ def test_not_enough_seats(http, db, cat, buyer):
     assert db_counters(db, cat["category"])["sold"] == 9
 
 
-def test_unknown_event_or_category(http, db, cat, buyer):
+def test_unknown_event_or_category(http, db, refusals_only_cat, buyer):
+    cat = refusals_only_cat
     assert_error_containing(http.post("/api/orders", json={"eventId": MAX_ID, "categoryId": cat["category"], "quantity": 1},
                                       headers=buyer["headers"]), 404, f"Event with ID {MAX_ID} not found")
     assert_error_containing(http.post("/api/orders", json={"eventId": cat["event"], "categoryId": MAX_ID, "quantity": 1},
