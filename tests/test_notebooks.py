@@ -3,8 +3,8 @@
 Each runs in its own kernel process (nbclient). The ticket-rush and waiting-room notebooks drive this
 session's running system (TICKETING_URL), as a user points them at a system already up; the hold-policies
 notebook starts its own Ray instance, Serve and embedded database on its own port and data folder (marker
-`own_cluster`: it runs before this session's cluster starts). Parameters reach the
-notebooks' parameters cell through environment variables.
+`own_cluster`: it runs before this session's cluster starts). Parameters reach the notebooks' parameters
+cell through environment variables.
 """
 from __future__ import annotations
 
