@@ -64,7 +64,7 @@ def _init_queue() -> None:
         "length": metrics.Gauge("ticketing_queue_length", "Buyers in the event's queue not yet admitted "
                                 "(pre-queue and waiting)", _QUEUE_TAGS),
         "admitted": metrics.Gauge("ticketing_queue_admitted", "Buyers admitted from the queue so far", _QUEUE_TAGS),
-        "shopping": metrics.Gauge("ticketing_queue_shopping", "Admitted buyers whose pass has not expired",
+        "shopping": metrics.Gauge("ticketing_queue_shopping", "Admitted buyers whose pass has not expired and who have not bought yet",
                                   _QUEUE_TAGS),
         "admitted_last_minute": metrics.Gauge("ticketing_queue_admitted_last_minute",
                                               "Buyers admitted in the last 60 seconds", _QUEUE_TAGS),

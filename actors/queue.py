@@ -3,8 +3,9 @@
 Joins from every replica land in one list; one loop takes them all, writes the new places in one
 INSERT (group commit) and only then answers. The same loop, about once a second, draws the pre-queue
 when the sale starts, expires passes whose shopping time is over (and releases those buyers' holds
-through their category actors), and admits the next places at the event's rate and cap. Every step is
-committed before memory changes, so a restart reloads exactly what happened from PostgreSQL.
+through their category actors), notes which buyers have bought (they no longer count against the cap),
+and admits the next places at the event's rate and cap. Every step is committed before memory changes,
+and who has bought is read from the orders, so a restart reloads exactly what happened from PostgreSQL.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from actors.broadcaster import Publisher, broadcaster
 from actors.client import CategoryActors
 from actors.metrics import QueueMetrics
 from domain.inventory import ReleaseRequest
-from domain.queue import AdmissionMeter, Place, QueueFigures, draw
+from domain.queue import AdmissionMeter, Place, QueueFigures, counted_shoppers, draw
 from domain.vocabulary import QueueStatus
 from storage import queue_store
 from storage.database import make_engine
@@ -50,7 +51,8 @@ class EventQueue:
         self.entries: dict[int, Place] = {}
         self.pre_queue: list[int] = []  # joined before the draw, in arrival order
         self.waiting: deque[int] = deque()  # with a place, in place order
-        self.shopping: dict[int, datetime] = {}  # admitted, pass not yet expired
+        self.passes: dict[int, datetime] = {}  # admitted, pass not yet expired: when it expires
+        self.checked_out: set[int] = set()  # of those, the buyers who have made an order since
         self.drawn = False
         self.next_place = 1
         self.admitted = 0
@@ -130,7 +132,7 @@ class EventQueue:
             pre_queue=len(self.pre_queue),
             waiting=len(self.waiting),
             admitted=self.admitted,
-            shopping=len(self.shopping),
+            shopping=counted_shoppers(self.passes, self.checked_out),
             admitted_last_minute=len(self.recent),
             admission_per_minute=settings.admission_per_minute if settings else None,
             max_shoppers=settings.max_shoppers if settings else None,
@@ -156,8 +158,9 @@ class EventQueue:
         self.entries = {p.user_id: p for p in places}
         self.pre_queue = [p.user_id for p in places if p.place is None]
         self.waiting = deque(p.user_id for p in places if p.place is not None and p.status is QueueStatus.WAITING)
-        self.shopping = {p.user_id: p.pass_expires_at for p in places
-                         if p.status is QueueStatus.ADMITTED and p.pass_expires_at is not None}
+        self.passes = {p.user_id: p.pass_expires_at for p in places
+                       if p.status is QueueStatus.ADMITTED and p.pass_expires_at is not None}
+        self.checked_out = set()
         self.admitted = sum(1 for p in places if p.status is not QueueStatus.WAITING)
         self.next_place = max((p.place for p in places if p.place is not None), default=0) + 1
         log.info("queue of event %s loaded: %s", self.event_id, self.figures_now())
@@ -195,6 +198,7 @@ class EventQueue:
         if not self._open():
             return
         await self._expire(now)
+        await self._note_checkouts()
         if self.drawn:
             await self._admit(now)
 
@@ -244,14 +248,15 @@ class EventQueue:
         log.info("queue of event %s drawn: %d places", self.event_id, len(order))
 
     async def _expire(self, now: datetime) -> None:
-        over = [user_id for user_id, expires_at in self.shopping.items() if expires_at <= now]
+        over = [user_id for user_id, expires_at in self.passes.items() if expires_at <= now]
         if not over:
             return
         async with self.engine.begin() as conn:
             await queue_store.expire(conn, self.event_id, over)
             holds = await queue_store.active_holds_of(conn, self.event_id, over)
         for user_id in over:
-            del self.shopping[user_id]
+            del self.passes[user_id]
+            self.checked_out.discard(user_id)
             entry = self.entries[user_id]
             self.entries[user_id] = Place(user_id, entry.place, QueueStatus.EXPIRED, entry.admitted_at,
                                           entry.pass_expires_at)
@@ -259,9 +264,19 @@ class EventQueue:
         await asyncio.gather(*(self.categories.call(self.event_id, category_id, ReleaseRequest(user_id))
                                for category_id, user_id in holds), return_exceptions=True)
 
+    async def _note_checkouts(self) -> None:
+        """Buyers with a pass who have made an order since the last tick free their place under the cap.
+        Read from the orders (the category actors write them), so a restarted queue knows it too."""
+        unknown = [user_id for user_id in self.passes if user_id not in self.checked_out]
+        if not unknown:
+            return
+        async with self.engine.connect() as conn:
+            self.checked_out |= await queue_store.ordered_during_turn(conn, self.event_id, unknown)
+
     async def _admit(self, now: datetime) -> None:
         settings = self.sale.settings
-        count = self.meter.due(time.monotonic(), len(self.waiting), len(self.shopping),
+        shopping = counted_shoppers(self.passes, self.checked_out)
+        count = self.meter.due(time.monotonic(), len(self.waiting), shopping,
                                settings.admission_per_minute, settings.max_shoppers, settings.queue_paused)
         if count <= 0:
             return
@@ -275,7 +290,7 @@ class EventQueue:
             self.waiting.popleft()
             entry = self.entries[user_id]
             self.entries[user_id] = Place(user_id, entry.place, QueueStatus.ADMITTED, now, expires_at)
-            self.shopping[user_id] = expires_at
+            self.passes[user_id] = expires_at
             self.recent.append(stamp)
         self.admitted += count
         self.metrics.count_admissions(count)

@@ -3,13 +3,15 @@
 - Before the sale starts, buyers join a pre-queue without a place. At the start the pre-queue is drawn:
   put in a uniformly random order (`draw`), places 1..n. Later arrivals get the next place.
 - Places are admitted strictly in order, at a rate (buyers per minute) and/or up to a cap of buyers
-  shopping at once (`AdmissionMeter`). An admitted buyer shops until their pass expires.
+  shopping at once (`AdmissionMeter`). An admitted buyer shops until their pass expires; one who has
+  bought no longer counts against the cap (`counted_shoppers`).
 - Since places are contiguous and admitted in order, a waiting buyer's people ahead are
   `place - 1 - admitted` (`position`): one broadcast number per event tells every socket its position.
 """
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,6 +59,15 @@ class AdmissionMeter:
             self.tokens = max(0.0, self.tokens - admitted)
 
 
+def counted_shoppers(passes: Iterable[int], checked_out: set[int]) -> int:
+    """The buyers a cap (`maxShoppers`) counts: a pass in force and no order made during their turn.
+
+    A buyer who has bought keeps their pass until it ends (they may buy again, within the ticket limit),
+    but frees their place under the cap at once: a cap then admits as fast as buyers check out, instead
+    of one cap's worth per shopping time."""
+    return sum(1 for user_id in passes if user_id not in checked_out)
+
+
 @dataclass(frozen=True)
 class QueueFigures:
     """One event's waiting room as every watcher sees it (pushed to sockets, read by operators)."""
@@ -69,7 +80,7 @@ class QueueFigures:
     pre_queue: int  # joined before the draw, no place yet
     waiting: int  # with a place, not admitted yet
     admitted: int  # admitted so far (shopping or expired): the places 1..admitted are done
-    shopping: int  # admitted and not expired
+    shopping: int  # admitted, pass not expired, no order yet: what the cap counts (`counted_shoppers`)
     admitted_last_minute: int
     admission_per_minute: int | None
     max_shoppers: int | None

@@ -8,14 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Integer, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.queue import Place
 from domain.sale import SaleSettings
 from domain.vocabulary import HoldStatus, QueueStatus
-from storage.models import Event, EventQueue, Hold, QueueEntry
+from storage.models import Event, EventQueue, Hold, Order, QueueEntry
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,21 @@ async def active_holds_of(conn: AsyncConnection, event_id: int, user_ids: list[i
         .where(Hold.event_id == event_id, Hold.user_id.in_(user_ids), Hold.status == HoldStatus.ACTIVE)
     )).all()
     return [(r.category_id, r.user_id) for r in rows]
+
+
+async def ordered_during_turn(conn: AsyncConnection, event_id: int, user_ids: list[int]) -> set[int]:
+    """Which of these admitted accounts have made an order in the event since they were admitted (any
+    order, even one cancelled since: they have checked out once)."""
+    if not user_ids:
+        return set()
+    users = bindparam("users", user_ids, type_=ARRAY(Integer))
+    rows = await conn.execute(
+        select(Order.user_id).distinct()
+        .join(QueueEntry, (QueueEntry.event_id == Order.event_id) & (QueueEntry.user_id == Order.user_id))
+        .where(Order.event_id == event_id, Order.user_id == any_(users), QueueEntry.admitted_at.is_not(None),
+               Order.created_at >= QueueEntry.admitted_at)
+    )
+    return set(rows.scalars().all())
 
 
 async def queued_events(engine: AsyncEngine, now: datetime) -> list[int]:

@@ -252,19 +252,31 @@ def test_hundreds_of_concurrent_joins_get_distinct_places(http, db, jwt_secret, 
     assert scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e", e=q["id"]) == JOINING_BUYERS
 
 
-def test_cap_admits_as_shoppers_leave_and_holds_are_released_when_time_is_up(http, db, jwt_secret):
+def test_cap_admits_as_buyers_check_out_or_their_time_runs_out(http, db, jwt_secret):
     q = queued_event(http, maxShoppers=2, shoppingMinutes=1)
-    buyers = many_buyers(db, jwt_secret, 3)
+    buyers = many_buyers(db, jwt_secret, 4)
     for b in buyers:
         join(http, b, q["id"])
     wait_until(lambda: turn(http, buyers[1], q["id"])["status"] == "admitted", timeout=30)
     third = turn(http, buyers[2], q["id"])
     assert third["status"] == "waiting" and third["peopleAhead"] == 0
-    # the first buyer holds seats, then their shopping time runs out (moved forward in the database and
-    # the queue actor restarted, as a minute is long for a test)
-    state = turn(http, buyers[0], q["id"])
-    h = http.post("/api/holds", json={"eventId": q["id"], "categoryId": q["categories"][1], "quantity": 2},
-                  headers={**buyers[0]["headers"], "X-Queue-Pass": state["queuePass"]})
+
+    def shop(buyer, path, category, quantity=1):
+        state = turn(http, buyer, q["id"])
+        return http.post(path, json={"eventId": q["id"], "categoryId": q["categories"][category], "quantity": quantity},
+                         headers={**buyer["headers"], "X-Queue-Pass": state["queuePass"]})
+
+    # The second buyer buys: their place under the cap goes to the next buyer at once (not when their
+    # pass runs out, a minute later), and their pass still works until then.
+    assert shop(buyers[1], "/api/orders", 0).status_code == 201
+    wait_until(lambda: turn(http, buyers[2], q["id"])["status"] == "admitted", timeout=30)
+    figures = http.get(f"/api/events/{q['id']}/queue/figures").json()
+    assert (figures["admitted"], figures["shopping"], figures["waiting"]) == (3, 2, 1)
+    assert shop(buyers[1], "/api/orders", 1).status_code == 201
+    # The first buyer holds seats, then their shopping time runs out (moved forward in the database and
+    # the queue actor restarted, as a minute is long for a test). The restarted queue reads who has
+    # bought from the orders: the second buyer still does not count, so the fourth gets the freed place.
+    h = shop(buyers[0], "/api/holds", 1, quantity=2)
     assert h.status_code == 201, h.text
     with db.begin() as conn:
         from sqlalchemy import text
@@ -274,7 +286,9 @@ def test_cap_admits_as_shoppers_leave_and_holds_are_released_when_time_is_up(htt
     wait_until(lambda: turn(http, buyers[0], q["id"])["status"] == "expired", timeout=30)
     wait_until(lambda: scalar(db, "SELECT status FROM holds WHERE id = :h", h=h.json()["lockId"]) == "released",
                timeout=30)
-    wait_until(lambda: turn(http, buyers[2], q["id"])["status"] == "admitted", timeout=30)
+    wait_until(lambda: turn(http, buyers[3], q["id"])["status"] == "admitted", timeout=30)
+    figures = http.get(f"/api/events/{q['id']}/queue/figures").json()
+    assert (figures["admitted"], figures["shopping"], figures["waiting"]) == (4, 2, 0)
     # a pass past its expiry (signed like the real ones) is refused
     from domain.passes import issue_pass
     stale = issue_pass(buyers[0]["id"], q["id"], datetime.now(timezone.utc) - timedelta(seconds=5), jwt_secret)

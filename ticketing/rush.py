@@ -48,7 +48,7 @@ class RushConfig:
     # The event's waiting room (sale settings of the event, as an organizer sets them).
     queue: bool = False
     admission_per_minute: int | None = None
-    max_shoppers: int | None = None   # buyers shopping at once (a turn lasts shopping_minutes, bought or not)
+    max_shoppers: int | None = None   # buyers shopping at once (until they buy or their turn ends)
     shopping_minutes: int = 10
     poll_seconds: tuple[float, float] = (1.0, 30.0)  # a waiting buyer polls their turn within these bounds
 

@@ -10,7 +10,14 @@ import pytest
 
 from domain.errors import BadRequest, Forbidden
 from domain.passes import check_may_shop, check_pass, issue_pass
-from domain.queue import AdmissionMeter, QueueFigures, draw, estimated_wait_seconds, people_ahead
+from domain.queue import (
+    AdmissionMeter,
+    QueueFigures,
+    counted_shoppers,
+    draw,
+    estimated_wait_seconds,
+    people_ahead,
+)
 from domain.sale import SaleSettings, check_sale_settings
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
@@ -75,6 +82,14 @@ def test_cap_counts_shoppers_and_pause_stops_everything():
     assert meter.due(1.0, waiting=2, shopping=0, per_minute=None, cap=10, paused=False) == 2
     assert meter.due(2.0, waiting=50, shopping=12, per_minute=None, cap=10, paused=False) == 0
     assert meter.due(3.0, waiting=50, shopping=0, per_minute=None, cap=10, paused=True) == 0
+
+
+def test_the_cap_counts_passes_in_force_whose_buyer_has_not_bought():
+    passes = {1: NOW, 2: NOW, 3: NOW}
+    assert counted_shoppers(passes, set()) == 3
+    assert counted_shoppers(passes, {2}) == 2
+    assert counted_shoppers(passes, {2, 9}) == 2  # a buyer without a pass in force counts for nothing
+    assert counted_shoppers({}, {1}) == 0
 
 
 def test_rate_and_cap_together_take_the_smaller():
