@@ -53,6 +53,7 @@ class EventQueue:
         self.waiting: deque[int] = deque()  # with a place, in place order
         self.passes: dict[int, datetime] = {}  # admitted, pass not yet expired: when it expires
         self.checked_out: set[int] = set()  # of those, the buyers who have made an order since
+        self.checkouts_read_at = float("-inf")  # monotonic time the orders were last read for them
         self.drawn = False
         self.next_place = 1
         self.admitted = 0
@@ -161,6 +162,7 @@ class EventQueue:
         self.passes = {p.user_id: p.pass_expires_at for p in places
                        if p.status is QueueStatus.ADMITTED and p.pass_expires_at is not None}
         self.checked_out = set()
+        self.checkouts_read_at = float("-inf")
         self.admitted = sum(1 for p in places if p.status is not QueueStatus.WAITING)
         self.next_place = max((p.place for p in places if p.place is not None), default=0) + 1
         log.info("queue of event %s loaded: %s", self.event_id, self.figures_now())
@@ -265,11 +267,13 @@ class EventQueue:
                                for category_id, user_id in holds), return_exceptions=True)
 
     async def _note_checkouts(self) -> None:
-        """Buyers with a pass who have made an order since the last tick free their place under the cap.
-        Read from the orders (the category actors write them), so a restarted queue knows it too."""
+        """Buyers with a pass who have made an order since they were admitted free their place under the
+        cap. Read from the orders (the category actors write them), so a restarted queue knows it too;
+        once a tick, not at every batch of joins."""
         unknown = [user_id for user_id in self.passes if user_id not in self.checked_out]
-        if not unknown:
+        if not unknown or time.monotonic() - self.checkouts_read_at < TICK_SECONDS:
             return
+        self.checkouts_read_at = time.monotonic()
         async with self.engine.connect() as conn:
             self.checked_out |= await queue_store.ordered_during_turn(conn, self.event_id, unknown)
 
