@@ -6,9 +6,10 @@
     python -m bench.logins --ingress haproxy     # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
     python -m bench.logins --url http://127.0.0.1:8000   # a running system, at whatever it is configured with
 
-For each setting: `--users` users register (`POST /api/auth/register`, registrations/s), then each logs in
+For each setting: `--users` users (and 2 x `--clients` + 2 more) register (`POST /api/auth/register`, registrations/s), then the first `--users` each log in
 `--rounds` times (`POST /api/auth/login`, logins/s), `--clients` requests in flight throughout, and the
-no-op `GET /api` at the same concurrency for the ceiling of the path. No warm-up before the clock.
+no-op `GET /api` at the same concurrency for the ceiling of the path. No warm-up before the clock. The load
+generator is wrk (Debian package), not the bottleneck at these rates.
 When it starts the system, each setting runs in its own child process with its own Ray cluster, embedded
 PostgreSQL and Serve application, the argon2 parameters given through the settings' environment
 variables (TICKETING_ARGON2_*), and the parameters of the stored hashes are read back from the database
@@ -18,7 +19,6 @@ Writes bench/results/logins-<time>.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -29,7 +29,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.rush import RESULTS, ROOT, free_port, percentile
+from bench.buy_path import COMMON_LUA, lua, wrk_until_done
+from bench.rush import RESULTS, ROOT, free_port, wrk
 
 CONFIGS = {
     # name: argon2 settings (env); "default" sets nothing, so it measures the code's defaults
@@ -40,52 +41,61 @@ CONFIGS = {
 PASSWORD = "bench-Login-pass-1"
 
 
-# ---- the load --------------------------------------------------------------------------------------
+# ---- the load ----------------------------------------------------------------------------------------
+
+# wrk (C) sends the requests, as in bench/buy_path.py: a Python client at these rates took a good part of a
+# core from the 2-core machine the system runs on (httpx, 2026-12-03: its no-op ceiling was 118-127 req/s,
+# the client's own). Each thread sends its share of TOTAL, one account each (`PREFIX .. n`), and the phase
+# is timed from the first request to the last answer of the shares. TOTAL is a multiple of NTHREADS.
+AUTH_LUA = COMMON_LUA + """
+KEYS = {"ok", "refused", "errors", "unauthorized", "limited"}
+function init(args)
+  counter = id
+  answered, ok, refused, errors, unauthorized, limited = 0, 0, 0, 0, 0, 0
+  share = math.floor(TOTAL / NTHREADS)
+end
+function request()
+  first_us = first_us or now_us()
+  -- Registration: accounts PREFIX .. n for n = id, id + NTHREADS, ..., never the same twice; logins:
+  -- accounts NTHREADS .. USERS + NTHREADS - 1 in turn. wrk calls request() once on thread 0 to check the
+  -- script and sends nothing for it, so account 0 is never registered. A thread sends on while its last
+  -- answers come in; when it stops, what it still has in flight is cancelled, so it registers
+  -- 2 x --clients more accounts than are logged in: the cancelled ones are past those.
+  local n = counter
+  if LOGIN then n = NTHREADS + counter % USERS end
+  counter = counter + NTHREADS
+  return wrk.format("POST", PATH, {["Content-Type"] = "application/json"},
+    string.format('{"username":"%s%d","password":"%s"}', PREFIX, n, PASSWORD))
+end
+function response(status, headers, body)
+  answered = answered + 1
+  if status == 201 then ok = ok + 1 elseif status >= 500 then errors = errors + 1 else refused = refused + 1 end
+  if status == 401 then unauthorized = unauthorized + 1 elseif status == 429 then limited = limited + 1 end
+  if answered == share then finish() end
+end
+"""
 
 
-async def phase(client, clients: int, requests: list, expect: int) -> dict:
-    """Send `requests` ((method, path, json) tuples) with `clients` in flight; count answers != expect."""
-    import httpx
-
-    queue = list(reversed(requests))
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-
-    async def worker() -> None:
-        while queue:
-            method, path, body = queue.pop()
-            t = time.perf_counter()
-            try:
-                r = await client.request(method, path, json=body)
-                status = str(r.status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            latencies.append(time.perf_counter() - t)
-            if status != str(expect):
-                failures[status] = failures.get(status, 0) + 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    elapsed = time.perf_counter() - start
-    return {"per_second": round(len(latencies) / elapsed, 1), "requests": len(latencies),
-            "seconds": round(elapsed, 2), "failures": failures,
-            "p50_ms": round(percentile(latencies, 50) * 1e3, 1), "p99_ms": round(percentile(latencies, 99) * 1e3, 1)}
+def phase(url: str, work: Path, name: str, path: str, total: int, clients: int, prefix: str, users: int) -> dict:
+    script = lua(work, name, AUTH_LUA, NTHREADS=2, TOTAL=total, PATH=path, PREFIX=prefix, USERS=users,
+                 LOGIN=path.endswith("/login"), PASSWORD=PASSWORD)
+    result = wrk_until_done(url + path, clients, script, {}, timeout_s=60)
+    result.pop("raw", None)
+    seconds = result.get("duration_us", 0) / 1e6
+    result.update(per_second=round(result.get("ok", 0) / seconds, 1) if seconds else None,
+                  seconds=round(seconds, 2))
+    return result
 
 
-async def drive(url: str, clients: int, users: int, rounds: int, noop_requests: int) -> dict:
-    import httpx
-
+def drive(url: str, clients: int, users: int, rounds: int, noop_seconds: int) -> dict:
     stamp = uuid.uuid4().hex[:8]
-    names = [f"bench_login_{stamp}_{i}" for i in range(users)]
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        register = await phase(client, clients, [
-            ("POST", "/api/auth/register", {"username": n, "password": PASSWORD}) for n in names], 201)
-        login = await phase(client, clients, [
-            ("POST", "/api/auth/login", {"username": n, "password": PASSWORD})
-            for _ in range(rounds) for n in names], 201)
-        noop = await phase(client, clients, [("GET", "/api", None)] * noop_requests, 200)
-    return {"registrations": register, "logins": login, "noop_get_api": noop, "usernames_prefix": f"bench_login_{stamp}_"}
+    prefix = f"bench_login_{stamp}_"
+    work = Path(tempfile.mkdtemp(prefix="bench-logins-wrk-"))
+    register = phase(url, work, "register", "/api/auth/register", users + 2 * clients + 2, clients, prefix, users)
+    login = phase(url, work, "login", "/api/auth/login", users * rounds, clients, prefix, users)
+    noop = wrk(url + "/api", noop_seconds, clients)
+    noop.pop("raw", None)
+    return {"registrations": register, "logins": login, "noop_get_api": noop, "usernames_prefix": prefix}
 
 
 # ---- one setting, in its own system ------------------------------------------------------------------
@@ -154,8 +164,7 @@ def child(args) -> None:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"database_url": db_url, "data_dir": str(work)}), name="ticketing", route_prefix="/")
     try:
-        result = asyncio.run(drive(f"http://127.0.0.1:{port}", args.clients, args.users, args.rounds,
-                                   args.noop_requests))
+        result = drive(f"http://127.0.0.1:{port}", args.clients, args.users, args.rounds, args.noop_seconds)
         hashing = settings.password_hashing()
         result["settings"] = {"memory_kib": hashing.memory_kib, "time_cost": hashing.time_cost,
                               "parallelism": hashing.parallelism, "hash_threads": hashing.thread_count()}
@@ -172,7 +181,7 @@ def child(args) -> None:
 def run_config(name: str, args) -> dict:
     env = {**os.environ, **CONFIGS[name]}
     cmd = [sys.executable, "-m", "bench.logins", "--child", "--clients", str(args.clients), "--users", str(args.users),
-           "--rounds", str(args.rounds), "--noop-requests", str(args.noop_requests)]
+           "--rounds", str(args.rounds), "--noop-seconds", str(args.noop_seconds)]
     out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=ROOT)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -188,7 +197,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2, help="logins per user")
-    parser.add_argument("--noop-requests", type=int, default=2000)
+    parser.add_argument("--noop-seconds", type=int, default=10)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ingress == "haproxy":
@@ -205,8 +214,7 @@ def main() -> None:
                     "runs": {}}
     if args.url:
         report["url"] = args.url
-        report["runs"]["as-configured"] = asyncio.run(
-            drive(args.url, args.clients, args.users, args.rounds, args.noop_requests))
+        report["runs"]["as-configured"] = drive(args.url, args.clients, args.users, args.rounds, args.noop_seconds)
         report["runs"]["as-configured"].pop("usernames_prefix")
     else:
         for name in args.configs.split(","):
@@ -218,7 +226,8 @@ def main() -> None:
               f"no-op {run['noop_get_api']['per_second']:7.1f} req/s  "
               f"hashing alone {run.get('hashing_alone_before', {}).get('verifies_per_second')}/"
               f"{run.get('hashing_alone_after', {}).get('verifies_per_second')} verifies/s before/after  hashes: {run.get('stored_hash_parameters')}"
-              f"  failures: {run['logins']['failures'] or run['registrations']['failures'] or 'none'}")
+              f"  refused/errors: {run['registrations'].get('refused')}/{run['registrations'].get('errors')} "
+              f"registering, {run['logins'].get('refused')}/{run['logins'].get('errors')} logging in")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"logins-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -30,7 +31,13 @@ class AuthService:
         self.secret = settings.jwt_secret(Path(data_dir))
         self.ttl = settings.jwt_ttl_seconds()
         hashing = settings.password_hashing()
+        started = time.perf_counter()
         self.hasher = PasswordHasher(Argon2Params(hashing.memory_kib, hashing.time_cost, hashing.parallelism))
+        # Making the hasher makes one hash: what a login costs this host, for operators sizing a login
+        # rush (docs/operations.md, "Logins: argon2 built for the CPU").
+        logger.info("argon2id m=%d KiB t=%d p=%d: %.0f ms per hash here, %d hashing threads",
+                    hashing.memory_kib, hashing.time_cost, hashing.parallelism,
+                    (time.perf_counter() - started) * 1e3, hashing.thread_count())
         # argon2 is tens of milliseconds of CPU per call and releases the GIL: it runs in this pool, off
         # the event loop, so other requests keep flowing, with one thread per core so that concurrent
         # hashes use every core. The bound also bounds memory (memory_kib per hash in progress); requests
