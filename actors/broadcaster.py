@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 import ray
@@ -21,14 +21,66 @@ BROADCASTER_NAME = "broadcaster"
 NOTICE_BACKLOG = 10_000
 
 
+def _changed_since(entries, since: int) -> list:
+    """The entries of a version-ordered sequence whose version (first field) is newer than `since`, in
+    version order: read from the newest end, so a poll costs what changed, not the whole history."""
+    newer = []
+    for entry in reversed(entries):
+        if entry[0] <= since:
+            break
+        newer.append(entry)
+    newer.reverse()
+    return newer
+
+
+class Board:
+    """What the broadcaster keeps: the newest figures per category and per event's queue, and the recent
+    notices, each stamped with the version at which it was published. Kept in version order (a changed
+    key moves to the end), so `since` reads only what changed (a long-running system has published
+    thousands of categories and keeps NOTICE_BACKLOG notices; scanning them all took 1.2 ms a poll)."""
+
+    def __init__(self, notice_backlog: int = NOTICE_BACKLOG) -> None:
+        self.version = 0
+        self.snapshots: OrderedDict[tuple[int, int], tuple[int, dict]] = OrderedDict()
+        self.queues: OrderedDict[int, tuple[int, dict]] = OrderedDict()
+        self.notices: deque[tuple[int, str, int, dict]] = deque(maxlen=notice_backlog)
+
+    def publish(self, figures: dict, notices=()) -> int:
+        self.version += 1
+        key = (figures["eventId"], figures["categoryId"])
+        self.snapshots[key] = (self.version, figures)
+        self.snapshots.move_to_end(key)
+        for kind, user_id, payload in notices:
+            self.notices.append((self.version, kind, user_id, payload))
+        return self.version
+
+    def publish_queue(self, figures: dict) -> int:
+        self.version += 1
+        self.queues[figures["event_id"]] = (self.version, figures)
+        self.queues.move_to_end(figures["event_id"])
+        return self.version
+
+    def since(self, since: int) -> dict:
+        """Every category and queue whose newest figures are newer than `since` (newest figures only), and
+        the notices published after it, in order."""
+        return {
+            "snapshots": [{**figures, "version": version}
+                          for version, figures in _changed_since(self.snapshots.values(), since)],
+            "notices": [(kind, user, payload)
+                        for _, kind, user, payload in _changed_since(self.notices, since)],
+            "queues": [figures for _, figures in _changed_since(self.queues.values(), since)],
+        }
+
+    def current(self, event_id: int) -> list[dict]:
+        return [{**figures, "version": version}
+                for (event, _), (version, figures) in self.snapshots.items() if event == event_id]
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class Broadcaster:
     def __init__(self) -> None:
         self.epoch = uuid.uuid4().hex  # changes on restart, so pollers know to start over
-        self.version = 0
-        self.snapshots: dict[tuple[int, int], tuple[int, dict]] = {}
-        self.notices: deque[tuple[int, str, int, dict]] = deque(maxlen=NOTICE_BACKLOG)
-        self.queues: dict[int, tuple[int, dict]] = {}  # newest waiting-room figures per event
+        self.board = Board()
         self.changed: asyncio.Event | None = None
 
     def _event(self) -> asyncio.Event:
@@ -36,46 +88,37 @@ class Broadcaster:
             self.changed = asyncio.Event()
         return self.changed
 
-    async def publish(self, figures: dict, notices: list[tuple[str, int, dict]] = ()) -> int:
-        self.version += 1
-        self.snapshots[(figures["eventId"], figures["categoryId"])] = (self.version, figures)
-        for kind, user_id, payload in notices:
-            self.notices.append((self.version, kind, user_id, payload))
+    def _wake_pollers(self) -> None:
         event, self.changed = self._event(), asyncio.Event()
         event.set()
-        return self.version
+
+    async def publish(self, figures: dict, notices: list[tuple[str, int, dict]] = ()) -> int:
+        version = self.board.publish(figures, notices)
+        self._wake_pollers()
+        return version
 
     async def publish_queue(self, figures: dict, notices: list = ()) -> int:
         """An event's waiting-room figures (`domain.queue.QueueFigures` as a dict), from its queue actor."""
-        self.version += 1
-        self.queues[figures["event_id"]] = (self.version, figures)
-        event, self.changed = self._event(), asyncio.Event()
-        event.set()
-        return self.version
+        version = self.board.publish_queue(figures)
+        self._wake_pollers()
+        return version
 
     async def poll(self, epoch: str | None, since: int, timeout: float = 20.0) -> dict:
         """Wait until something newer than `since` exists (or `timeout`), then return it. A poller of
         another epoch (its first poll, or this actor restarted) is answered at once: it is out of sync."""
         if epoch != self.epoch:
             since = 0
-        elif self.version <= since:
+        elif self.board.version <= since:
             try:
                 await asyncio.wait_for(self._event().wait(), timeout)
             except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 pass
-        snapshots = [{**figures, "version": version} for version, figures in self.snapshots.values()
-                     if version > since]
-        notices = [(kind, user, payload) for version, kind, user, payload in self.notices if version > since]
-        queues = [figures for version, figures in self.queues.values() if version > since]
-        return {"epoch": self.epoch, "version": self.version, "snapshots": snapshots, "notices": notices,
-                "queues": queues}
+        return {"epoch": self.epoch, "version": self.board.version, **self.board.since(since)}
 
     async def current(self, event_id: int) -> dict:
         """The newest snapshot of each category of `event_id` published so far, with the version
         (a poller that has fanned out a newer version keeps that one)."""
-        snapshots = [{**figures, "version": version}
-                     for (event, _), (version, figures) in self.snapshots.items() if event == event_id]
-        return {"epoch": self.epoch, "snapshots": snapshots}
+        return {"epoch": self.epoch, "snapshots": self.board.current(event_id)}
 
 
 _handle = None
