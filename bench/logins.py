@@ -29,7 +29,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.buy_path import COMMON_LUA, lua, wrk_until_done
+from bench.buy_path import COMMON_LUA, lua, rate, wrk_until_done
 from bench.rush import RESULTS, ROOT, free_port, wrk
 
 CONFIGS = {
@@ -81,9 +81,7 @@ def phase(url: str, work: Path, name: str, path: str, total: int, clients: int, 
                  LOGIN=path.endswith("/login"), PASSWORD=PASSWORD)
     result = wrk_until_done(url + path, clients, script, {}, timeout_s=60)
     result.pop("raw", None)
-    seconds = result.get("duration_us", 0) / 1e6
-    result.update(per_second=round(result.get("ok", 0) / seconds, 1) if seconds else None,
-                  seconds=round(seconds, 2))
+    result.update(per_second=rate(result, "ok"), seconds=round(result.get("duration_us", 0) / 1e6, 2))
     return result
 
 

@@ -129,8 +129,7 @@ async def ordered_during_turn(conn: AsyncConnection, event_id: int, user_ids: li
     rows = await conn.execute(
         select(Order.user_id).distinct()
         .join(QueueEntry, (QueueEntry.event_id == Order.event_id) & (QueueEntry.user_id == Order.user_id))
-        .where(Order.event_id == event_id, Order.user_id == any_(users), QueueEntry.admitted_at.is_not(None),
-               Order.created_at >= QueueEntry.admitted_at)
+        .where(Order.event_id == event_id, Order.user_id == any_(users), Order.created_at >= QueueEntry.admitted_at)
     )
     return set(rows.scalars().all())
 
