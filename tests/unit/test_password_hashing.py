@@ -107,3 +107,23 @@ def test_verify_or_burn():
     assert hasher.verify_or_burn("pw-12345678", hashed)
     assert not hasher.verify_or_burn("pw-wrong", hashed)
     assert not hasher.verify_or_burn("pw-12345678", None)
+
+
+def test_hashes_of_either_library_verify_with_the_other():
+    """New one-lane hashes come from libsodium; hashes stored by passlib's argon2-cffi must keep working,
+    and the other way round (a rollback)."""
+    hasher = PasswordHasher(SMALL)
+    passlib_hash = argon2.using(type="ID", memory_cost=1024, rounds=1, parallelism=1).hash("pw-12345678")
+    assert hasher.verify("pw-12345678", passlib_hash) and not hasher.verify("pw-wrong", passlib_hash)
+    assert not hasher.needs_update(passlib_hash)
+
+    ours = hasher.hash("pw-12345678")
+    assert argon2.verify("pw-12345678", ours) and not argon2.verify("pw-wrong", ours)
+    assert params_of(ours) == ("id", 1024, 1, 1)
+
+
+def test_a_damaged_stored_hash_is_a_wrong_password_not_a_crash():
+    hasher = PasswordHasher(SMALL)
+    damaged = hasher.hash("pw-12345678")[:-10]
+    assert not hasher.verify("pw-12345678", damaged)
+    assert not hasher.verify("pw-12345678", "$argon2id$")
