@@ -34,7 +34,7 @@ class AuthService:
         started = time.perf_counter()
         self.hasher = PasswordHasher(Argon2Params(hashing.memory_kib, hashing.time_cost, hashing.parallelism))
         # Making the hasher makes one hash: what a login costs this host, for operators sizing a login
-        # rush (docs/operations.md, "Logins: argon2 built for the CPU").
+        # rush (docs/operations.md, "Logins: argon2id on libsodium").
         logger.info("argon2id m=%d KiB t=%d p=%d: %.0f ms per hash here, %d hashing threads",
                     hashing.memory_kib, hashing.time_cost, hashing.parallelism,
                     (time.perf_counter() - started) * 1e3, hashing.thread_count())
