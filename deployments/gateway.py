@@ -24,7 +24,7 @@ from ray import serve
 from deployments.abuse import Action, EdgeLimits
 from deployments.http_errors import call, install_error_handlers
 from deployments.identity import Caller, CategoryName, EventId, MaybeCaller, OrderId
-from deployments.openapi import TicketingAPI
+from deployments.openapi import RATE_LIMITED, TicketingAPI
 from deployments.schemas import (
     EventCreateBody,
     EventUpdateBody,
@@ -187,7 +187,7 @@ def routes(gateway) -> APIRouter:
     router = APIRouter()
 
     # -- the buy path first: routes are matched in order, and these carry a rush --
-    @router.post("/api/holds", status_code=201, tags=["holds"])
+    @router.post("/api/holds", status_code=201, tags=["holds"], responses=RATE_LIMITED)
     async def create_hold(body: HoldBody, caller: Caller, request: Request, x_queue_pass: QueuePass = None) -> dict:
         gateway.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
         await gateway.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
@@ -202,7 +202,7 @@ def routes(gateway) -> APIRouter:
         return await gateway.seats.release_hold(caller, lock_id)
 
     # -- orders (fixed paths before /{id}) --
-    @router.post("/api/orders", status_code=201, tags=["orders"])
+    @router.post("/api/orders", status_code=201, tags=["orders"], responses=RATE_LIMITED)
     async def create_order(
         body: OrderBody, caller: Caller, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None, x_queue_pass: QueuePass = None,
@@ -212,7 +212,7 @@ def routes(gateway) -> APIRouter:
         await gateway.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
         return await gateway.seats.order(caller, body.model_dump(), idempotency_key)
 
-    @router.post("/api/orders/with-lock", status_code=201, tags=["orders"])
+    @router.post("/api/orders/with-lock", status_code=201, tags=["orders"], responses=RATE_LIMITED)
     async def create_order_with_lock(
         body: OrderWithLockBody, caller: Caller, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None, x_queue_pass: QueuePass = None,
@@ -242,12 +242,12 @@ def routes(gateway) -> APIRouter:
         return FileResponse(STATIC / "live.html", media_type="text/html")
 
     # -- auth & user --
-    @router.post("/api/auth/register", status_code=201, tags=["auth"])
+    @router.post("/api/auth/register", status_code=201, tags=["auth"], responses=RATE_LIMITED)
     async def register(body: RegisterBody, request: Request) -> dict:
         gateway.limits.check(Action.REGISTER, request, account=body.username)
         return await call(gateway.auth.register.remote(body.username, body.password, body.role))
 
-    @router.post("/api/auth/login", status_code=201, tags=["auth"])
+    @router.post("/api/auth/login", status_code=201, tags=["auth"], responses=RATE_LIMITED)
     async def login(body: LoginBody, request: Request) -> dict:
         gateway.limits.check(Action.LOGIN, request, account=body.username)
         return await call(gateway.auth.login.remote(body.username, body.password))
@@ -273,7 +273,7 @@ def routes(gateway) -> APIRouter:
     async def events_by_category(category: CategoryName) -> list[dict]:
         return await call(gateway.events.list.remote(category=category))
 
-    @router.post("/api/events/tickets/reserve", status_code=201, tags=["holds"])
+    @router.post("/api/events/tickets/reserve", status_code=201, tags=["holds"], responses=RATE_LIMITED)
     async def reserve(body: HoldBody, caller: Caller, request: Request, x_queue_pass: QueuePass = None) -> dict:
         """Seed route, now a hold owned by the caller (released by them, or on expiry)."""
         return await create_hold(body, caller, request, x_queue_pass)
@@ -297,7 +297,7 @@ def routes(gateway) -> APIRouter:
         return await call(gateway.events.delete.remote(caller, event_id))
 
     # -- the waiting room --
-    @router.post("/api/events/{event_id}/queue", status_code=201, tags=["queue"])
+    @router.post("/api/events/{event_id}/queue", status_code=201, tags=["queue"], responses=RATE_LIMITED)
     async def join_queue(event_id: EventId, caller: Caller, request: Request) -> dict:
         """Join the event's queue (again: the same place). While admitted, the answer carries the pass."""
         gateway.limits.check(Action.QUEUE_JOIN, request, account=caller.user_id)

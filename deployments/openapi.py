@@ -17,6 +17,14 @@ ERROR_SCHEMA = {
 }
 
 
+# `responses=RATE_LIMITED` on a route whose handler checks an abuse limit (deployments.abuse).
+RATE_LIMITED = {429: {
+    "description": "Past an abuse limit; nothing changed. Send again after Retry-After seconds",
+    "headers": {"Retry-After": {"description": "Whole seconds to wait", "schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}}
+
+
 def api_routes(routes):
     """Every APIRoute below `routes`. The Gateway adds its routes through `include_router`, which
     FastAPI >= 0.137 keeps nested (`original_router`) instead of flattening."""
@@ -46,7 +54,8 @@ def _error(description: str) -> dict:
 class TicketingAPI(FastAPI):
     """A FastAPI app whose OpenAPI document says what the handlers really answer: bad input is 400 with
     {statusCode, message, error} (FastAPI alone documents 422 with its own shape), guarded routes may
-    answer 401, and health answers 503 when the database is not usable."""
+    answer 401, rate-limited routes 429 (they say so with `responses=RATE_LIMITED`), and health answers
+    503 when the database is not usable."""
 
     def openapi(self) -> dict:
         if self.openapi_schema is None:

@@ -1,4 +1,5 @@
-"""Run Alembic migrations programmatically (the CLI works too: `alembic -c storage/alembic.ini`), and
+"""Run Alembic migrations programmatically (the CLI works too: `DATABASE_URL=postgresql://...
+alembic -c storage/alembic.ini upgrade head`), and
 report whether a database is at the newest one (`health`).
 
 Only this module imports Alembic, so category actors, which import `storage.database`, never load it.
@@ -16,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.database import normalise_url
 
 INI = Path(__file__).with_name("alembic.ini")
-# Serialises concurrent start-ups (several replicas or test sessions) on the same database.
+# Serialises concurrent start-ups (several replicas or test sessions) on the same database; the CLI's
+# path (storage/migrations/env.py) takes the same lock.
 MIGRATION_LOCK_KEY = 727_274_001
 
 

@@ -91,13 +91,16 @@ def test_user_config_goes_to_reconfigure_with_known_tunables(serve_config, built
     assert ("ticketing", "Gateway") in with_user_config
     for (app, name), user_config in with_user_config.items():
         assert hasattr(built_deployments[app][name].func_or_class, "reconfigure"), name
-        # The abuse limits are the Gateway's own (it takes the limited HTTP requests).
-        extra = {"rate_limits"} if (app, name) == ("ticketing", "Gateway") else set()
-        assert set(user_config) <= known | extra, (name, user_config)
+        assert set(user_config) <= known | {"rate_limits"}, (name, user_config)
     # All of them may create category actors: the same tunables everywhere, or an actor's hold
     # duration would depend on which deployment touched the category first.
     tunables = [{k: v for k, v in u.items() if k in known} for u in with_user_config.values()]
     assert len({tuple(sorted(t.items())) for t in tunables}) == 1, with_user_config
+    # Everything that takes limited requests (HTTP at the Gateway; lock-tickets and join-queue on both
+    # socket endpoints) has the same abuse limits, so that tuning them during a sale reaches all of them.
+    limited = [("ticketing", "Gateway"), ("realtime", "Realtime"), ("socketio", "RealtimeSocketIO")]
+    blocks = [with_user_config[key].get("rate_limits") for key in limited]
+    assert blocks[0] and all(block == blocks[0] for block in blocks), with_user_config
 
 
 def test_gateway_rate_limits_are_the_documented_defaults(serve_config):

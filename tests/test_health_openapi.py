@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -110,6 +113,24 @@ def test_health_reports_an_unmigrated_database_as_reachable_but_not_migrated(emp
     migrate.upgrade(empty_database)
     after = run_health(empty_database)
     assert after["database"] == "reachable" and after["migrated"] is True
+
+
+def test_the_alembic_command_line_migrates_the_database_of_database_url(empty_database):
+    """docs/configuration.md's manual migration, as an operator runs it (TICKETING_AUTO_MIGRATE=0)."""
+    from storage.migrate import INI, head_revision
+
+    command = [sys.executable, "-m", "alembic", "-c", str(INI), "upgrade", "head"]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    root = INI.parents[1]
+    refused = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "set DATABASE_URL" in refused.stderr
+    assert run_health(empty_database)["revision"] is None
+
+    done = subprocess.run(command, env={**env, "DATABASE_URL": empty_database}, cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = run_health(empty_database)
+    assert report["migrated"] is True and report["revision"] == head_revision()
 
 
 def test_health_reports_a_missing_database_as_unreachable(database_url):
@@ -222,6 +243,22 @@ def test_openapi_documents_errors_as_they_are_answered(openapi, http):
                 ref = op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
                 assert ref == "#/components/schemas/ErrorBody", where
     assert "503" in openapi["paths"]["/api/health"]["get"]["responses"]
+
+
+# The routes whose handlers check an abuse limit (tests/test_abuse_limits.py drives them to 429).
+RATE_LIMITED_ROUTES = {("POST", "/api/auth/register"), ("POST", "/api/auth/login"), ("POST", "/api/holds"),
+                       ("POST", "/api/events/tickets/reserve"), ("POST", "/api/orders"),
+                       ("POST", "/api/orders/with-lock"), ("POST", "/api/events/{event_id}/queue")}
+
+
+def test_openapi_documents_429_with_retry_after_on_exactly_the_rate_limited_routes(openapi):
+    with_429 = {(method.upper(), path) for path, ops in openapi["paths"].items()
+                for method, op in ops.items() if "429" in op["responses"]}
+    assert with_429 == RATE_LIMITED_ROUTES
+    for method, path in with_429:
+        answer = openapi["paths"][path][method.lower()]["responses"]["429"]
+        assert "Retry-After" in answer["headers"], path
+        assert answer["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
 
 
 def test_openapi_request_bodies_use_the_seed_field_names(openapi):

@@ -32,6 +32,14 @@ def _data_dir(args) -> Path:
 # ---- serve -------------------------------------------------------------------------------------------
 
 
+
+class _Spelled(yaml.SafeDumper):
+    """Writes a block that serve_config.yaml shares (`&rate_limits`) out in full wherever it is used, so
+    the generated file reads without anchors."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
 def cmd_serve(args) -> int:
     from ticketing.local import local_config
 
@@ -43,7 +51,7 @@ def cmd_serve(args) -> int:
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(config)  # fail here, with Serve's message, not inside the cluster
-    text = yaml.safe_dump(config, sort_keys=False)
+    text = yaml.dump(config, Dumper=_Spelled, sort_keys=False)
     if args.dry_run:
         print(text, end="")
         return 0

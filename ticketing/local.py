@@ -143,8 +143,9 @@ def start_local(
     and the data folder are put in the environment before Ray starts, so every Ray worker (replicas,
     category actors, other applications in the file) inherits them.
 
-    `rate_limits` replaces the Gateway's abuse limits (user_config `rate_limits`): off by default here,
-    because a rush simulated from this machine is thousands of buyers at one address; None keeps the file's.
+    `rate_limits` replaces the abuse limits (user_config `rate_limits`) of the Gateway and of the socket
+    deployments: off by default here, because a rush simulated from this machine is thousands of buyers
+    at one address; None keeps the file's.
     """
     import ray
     from ray import serve
