@@ -6,6 +6,7 @@ folder) and migrated to the newest revision; every deployment then gets the conc
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ray.serve import Application
 
@@ -23,13 +24,16 @@ from ticketing import settings
 
 
 def resolve_and_migrate(args: dict) -> tuple[str, str]:
-    data_dir = str(args.get("data_dir") or settings.data_dir())
-    os.environ.setdefault("TICKETING_DATA_DIR", data_dir)
-    db_url = args.get("database_url") or resolve_database_url(settings.data_dir())
+    """The application's database URL and data folder. The `data_dir` argument wins over
+    TICKETING_DATA_DIR for this application: its embedded database and its JWT secret live there, the
+    folder its replicas are given."""
+    folder = Path(args["data_dir"]).expanduser().resolve() if args.get("data_dir") else settings.data_dir()
+    os.environ.setdefault("TICKETING_DATA_DIR", str(folder))
+    db_url = args.get("database_url") or resolve_database_url(folder)
     if str(args.get("migrate", os.environ.get("TICKETING_AUTO_MIGRATE", "1"))) not in ("0", "false", "False"):
         migrate.upgrade(db_url)
-    settings.jwt_secret(settings.data_dir())  # create the per-install secret once, before replicas race
-    return db_url, data_dir
+    settings.jwt_secret(folder)  # create the per-install secret once, before replicas race
+    return db_url, str(folder)
 
 
 def build_app(args: dict | None = None) -> Application:

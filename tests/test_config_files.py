@@ -182,3 +182,17 @@ def test_ray_validation_rejects_a_broken_cluster_yaml():
     broken["setup_comands"] = ["typo"]  # unknown top-level key
     with pytest.raises(jsonschema.ValidationError):
         prepared(broken)
+
+
+def test_the_data_dir_argument_wins_over_the_environment_for_its_application(tmp_path, monkeypatch, database_url):
+    """docs/configuration.md: `data_dir` is "as TICKETING_DATA_DIR, for this application": the JWT secret
+    its replicas read from that folder is made there, not in the environment's folder."""
+    from deployments.app import resolve_and_migrate
+
+    monkeypatch.setenv("TICKETING_DATA_DIR", str(tmp_path / "from-env"))
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    db_url, folder = resolve_and_migrate({"data_dir": str(tmp_path / "from-arg"), "database_url": database_url,
+                                          "migrate": "0"})
+    assert db_url == database_url and folder == str((tmp_path / "from-arg").resolve())
+    assert (tmp_path / "from-arg" / "jwt_secret").exists()
+    assert not (tmp_path / "from-env").exists()
