@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.database import normalise_url
 
 INI = Path(__file__).with_name("alembic.ini")
-# Serialises concurrent start-ups (several replicas or test sessions) on the same database; the CLI's
-# path (storage/migrations/env.py) takes the same lock.
+# Serialises concurrent start-ups (several replicas or test sessions) on the same database; the command
+# line's path (storage/migrations/env.py) takes the same lock.
 MIGRATION_LOCK_KEY = 727_274_001
 
 

@@ -32,13 +32,13 @@ def _data_dir(args) -> Path:
 # ---- serve -------------------------------------------------------------------------------------------
 
 
-
 class _Spelled(yaml.SafeDumper):
     """Writes a block that serve_config.yaml shares (`&rate_limits`) out in full wherever it is used, so
     the generated file reads without anchors."""
 
     def ignore_aliases(self, data) -> bool:
         return True
+
 
 def cmd_serve(args) -> int:
     from ticketing.local import local_config

@@ -6,11 +6,11 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from storage.database import normalise_url
+from storage.migrate import MIGRATION_LOCK_KEY  # start-ups and the CLI never migrate at once
 from storage.models import Base
 
 target_metadata = Base.metadata
 config = context.config
-MIGRATION_LOCK_KEY = 727_274_001  # storage.migrate's: the CLI and start-ups never migrate at once
 
 
 def _migrate(connection) -> None:

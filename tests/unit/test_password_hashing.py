@@ -127,3 +127,27 @@ def test_a_damaged_stored_hash_is_a_wrong_password_not_a_crash():
     damaged = hasher.hash("pw-12345678")[:-10]
     assert not hasher.verify("pw-12345678", damaged)
     assert not hasher.verify("pw-12345678", "$argon2id$")
+
+
+def test_hashes_libsodium_cannot_read_are_checked_by_passlib():
+    """argon2id hashes of version 1.0 (v=16), or longer than libsodium takes (a 32-byte salt and a 64-byte
+    digest: 158 characters), are still valid passwords' hashes."""
+    from argon2.low_level import Type, hash_secret
+
+    hasher = PasswordHasher(SMALL)
+    v16 = hash_secret(b"pw-12345678", b"sixteen-byte-slt", time_cost=1, memory_cost=1024, parallelism=1,
+                      hash_len=32, type=Type.ID, version=16).decode()
+    assert v16.startswith("$argon2id$v=16$")
+    long_hash = argon2.using(type="ID", salt_size=32, digest_size=64, memory_cost=1024, rounds=1,
+                             parallelism=1).hash("pw-12345678")
+    assert len(long_hash) > 127
+    for stored in (v16, long_hash):
+        assert hasher.verify("pw-12345678", stored) and not hasher.verify("pw-wrong", stored), stored
+
+
+@pytest.mark.parametrize("stored", ["not-a-hash", "$argon2id$v=19$m=1024,t=1,p=1$" + "A" * 200,
+                                    "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$é"])
+def test_a_stored_value_that_is_no_readable_hash_is_a_wrong_password(stored):
+    hasher = PasswordHasher(SMALL)
+    assert hasher.verify("pw-12345678", stored) is False
+    assert hasher.verify_and_update("pw-12345678", stored) == (False, None)
