@@ -118,6 +118,21 @@ def test_gateway_rate_limits_are_the_documented_defaults(serve_config):
             assert f"| `{action}` | {scope} | {rate} |" in docs, (action, scope, rate)
 
 
+def test_the_cpu_reserved_at_the_minimum_replica_counts_is_the_documented_figure(serve_config):
+    """docs/operations.md and serve_config.yaml's header say what the application reserves at its minimum
+    replica counts (the figure an operator sizes the smallest node by); it drifted once (0.7 for 0.95)."""
+    import re
+
+    reserved = 0.0
+    for app in serve_config["applications"]:
+        for d in app.get("deployments", []):
+            replicas = d.get("autoscaling_config", {}).get("min_replicas", d.get("num_replicas", 1))
+            reserved += replicas * d.get("ray_actor_options", {}).get("num_cpus", 0)
+    for name in ("docs/operations.md", "serve_config.yaml"):
+        stated = re.search(r"reserves ([0-9.]+) CPU", " ".join((ROOT / name).read_text().split()))
+        assert stated and float(stated.group(1)) == pytest.approx(reserved), (name, reserved)
+
+
 def test_deployments_ask_for_little_cpu_and_scale_where_stateless(serve_config):
     deployments = {d["name"]: d for d in ticketing_app(serve_config)["deployments"]}
     for name, d in deployments.items():
