@@ -30,12 +30,13 @@ def resolve_and_migrate(args: dict) -> tuple[str, str]:
     """The application's database URL and data folder. The `data_dir` argument wins over
     TICKETING_DATA_DIR for this application: its embedded database and its JWT secret live there, the
     folder its replicas are given."""
-    folder = Path(args["data_dir"]).expanduser().resolve() if args.get("data_dir") else settings.data_dir()
-    if args.get("data_dir") and os.environ.get("TICKETING_DATA_DIR") and settings.data_dir() != folder:
+    from_env = settings.data_dir()
+    folder = Path(args["data_dir"]).expanduser().resolve() if args.get("data_dir") else from_env
+    if folder != from_env and "TICKETING_DATA_DIR" in os.environ:
         # The applications built without data_dir (the socket ones in serve_config.yaml) would use the
         # other folder: another embedded database and another JWT secret, so sockets refuse the tokens.
         log.warning("data_dir %s is not TICKETING_DATA_DIR %s: give every application the same folder",
-                    folder, settings.data_dir())
+                    folder, from_env)
     os.environ.setdefault("TICKETING_DATA_DIR", str(folder))
     db_url = args.get("database_url") or resolve_database_url(folder)
     if str(args.get("migrate", os.environ.get("TICKETING_AUTO_MIGRATE", "1"))) not in ("0", "false", "False"):

@@ -6,12 +6,14 @@ Only this module imports Alembic, so category actors, which import `storage.data
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import normalise_url
@@ -30,16 +32,23 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
-def upgrade(url: str) -> None:
+@contextmanager
+def locked_connection(url: str) -> Iterator[Connection]:
+    """A transaction on `url` holding the migration lock until it ends: what every migration runs in."""
     engine = create_engine(normalise_url(url), poolclass=pool.NullPool)
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            cfg = _config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            yield conn
     finally:
         engine.dispose()
+
+
+def upgrade(url: str) -> None:
+    with locked_connection(url) as conn:
+        cfg = _config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
 
 async def health(engine: AsyncEngine) -> dict:

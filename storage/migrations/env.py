@@ -3,10 +3,8 @@ command line (`alembic -c storage/alembic.ini upgrade head`), on the database of
 import os
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
 
-from storage.database import normalise_url
-from storage.migrate import MIGRATION_LOCK_KEY  # start-ups and the CLI never migrate at once
+from storage.migrate import locked_connection
 from storage.models import Base
 
 target_metadata = Base.metadata
@@ -27,13 +25,8 @@ def run_migrations_online() -> None:
     url = os.environ.get("DATABASE_URL")
     if not url:
         raise SystemExit("set DATABASE_URL to the PostgreSQL database to migrate (postgresql://...)")
-    engine = create_engine(normalise_url(url), poolclass=pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            _migrate(conn)
-    finally:
-        engine.dispose()
+    with locked_connection(url) as conn:  # the lock start-ups take too: never two migrations at once
+        _migrate(conn)
 
 
 run_migrations_online()
