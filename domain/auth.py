@@ -74,16 +74,21 @@ class PasswordHasher:
 
     def verify(self, password: str, password_hash: str) -> bool:
         """A stored value that is no hash either library can read (damaged, or the placeholder of accounts
-        minted for rush tests) is a wrong password, not an error."""
+        minted for rush tests) is a wrong password, not an error, and costs what a wrong password costs:
+        a quick refusal would tell a caller which accounts have no usable password."""
         try:
-            if len(password_hash) <= _SODIUM_MAX_HASH and _SODIUM_HASH.fullmatch(password_hash):
-                try:
-                    return sodium_argon2id.verify(password_hash.encode("ascii"), password.encode())
-                except InvalidkeyError:  # libsodium's answer to a wrong password
-                    return False
-            return self._context.verify(password, password_hash)
+            return self._verify(password, password_hash)
         except ValueError:  # a hash neither reads (passlib's UnknownHashError is one)
+            self._verify(password, self._dummy_hash)
             return False
+
+    def _verify(self, password: str, password_hash: str) -> bool:
+        if len(password_hash) <= _SODIUM_MAX_HASH and _SODIUM_HASH.fullmatch(password_hash):
+            try:
+                return sodium_argon2id.verify(password_hash.encode("ascii"), password.encode())
+            except InvalidkeyError:  # libsodium's answer to a wrong password
+                return False
+        return self._context.verify(password, password_hash)
 
     def needs_update(self, password_hash: str) -> bool:
         """True when the hash was not made with exactly this hasher's scheme and parameters.

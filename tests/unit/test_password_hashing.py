@@ -151,3 +151,23 @@ def test_a_stored_value_that_is_no_readable_hash_is_a_wrong_password(stored):
     hasher = PasswordHasher(SMALL)
     assert hasher.verify("pw-12345678", stored) is False
     assert hasher.verify_and_update("pw-12345678", stored) == (False, None)
+
+
+def test_a_stored_value_that_is_no_readable_hash_costs_a_verify_like_an_unknown_user():
+    """Refused at once, such an account (a minted rush-test buyer) would be told apart from a real one by
+    how fast a wrong password is answered: it costs one verify of the dummy hash, as an unknown user does."""
+    class Counting(PasswordHasher):
+        def __init__(self, params: Argon2Params) -> None:
+            self.checked: list[str] = []
+            super().__init__(params)
+
+        def _verify(self, password: str, password_hash: str) -> bool:
+            self.checked.append(password_hash)
+            return super()._verify(password, password_hash)
+
+    hasher = Counting(SMALL)
+    assert hasher.verify("pw-12345678", "not-a-hash") is False
+    assert hasher.checked == ["not-a-hash", hasher._dummy_hash]
+    hasher.checked.clear()
+    assert hasher.verify_or_burn("pw-12345678", None) is False
+    assert hasher.checked == [hasher._dummy_hash]
