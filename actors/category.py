@@ -177,6 +177,9 @@ class TicketCategory:
                 timeout = min(timeout, max(0.0, (due - _now()).total_seconds()) + 0.01)
             elif self.inventory is None and self.loaded_once and not self.missing:
                 timeout = 1.0  # a batch failed: reload soon even if no request comes, so holds still expire
+            if self.idle_exit_s > 0 and (self.inventory is None or not self.inventory.holds):
+                # wake when it may retire, not at the next idle tick (at least 0.5 s: never a busy loop)
+                timeout = min(timeout, max(0.5, self.last_activity + self.idle_exit_s - time.monotonic()))
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except asyncio.TimeoutError:  # not the builtin one before Python 3.11
