@@ -42,6 +42,7 @@ class Board:
     def __init__(self, notice_backlog: int = NOTICE_BACKLOG) -> None:
         self.version = 0
         self.snapshots: OrderedDict[tuple[int, int], tuple[int, dict]] = OrderedDict()
+        self.categories: dict[int, set[int]] = {}  # per event, its categories on the board: `current` reads one event
         self.queues: OrderedDict[int, tuple[int, dict]] = OrderedDict()
         self.notices: deque[tuple[int, str, int, dict]] = deque(maxlen=notice_backlog)
 
@@ -50,6 +51,7 @@ class Board:
         key = (figures["eventId"], figures["categoryId"])
         self.snapshots[key] = (self.version, figures)
         self.snapshots.move_to_end(key)
+        self.categories.setdefault(key[0], set()).add(key[1])
         for kind, user_id, payload in notices:
             self.notices.append((self.version, kind, user_id, payload))
         return self.version
@@ -72,8 +74,9 @@ class Board:
         }
 
     def current(self, event_id: int) -> list[dict]:
-        return [{**figures, "version": version}
-                for (event, _), (version, figures) in self.snapshots.items() if event == event_id]
+        """The newest figures of each category of `event_id`, oldest first (as `since` orders them)."""
+        entries = sorted(self.snapshots[(event_id, c)] for c in self.categories.get(event_id, ()))
+        return [{**figures, "version": version} for version, figures in entries]
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)

@@ -49,3 +49,5 @@ def test_a_category_published_again_moves_to_the_newest_end():
     assert [(s["categoryId"], s["availableSeats"]) for s in changed["snapshots"]] == [(7, 0)]
     assert changed["notices"] == [] and changed["queues"] == []
     assert len(board.since(0)["snapshots"]) == 5000
+    assert [(s["categoryId"], s["availableSeats"], s["version"]) for s in board.current(7)] == [(7, 0, 5001)]
+    assert board.current(5000) == []
