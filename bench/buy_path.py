@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 
 from bench.rush import RESULTS, database, free_port, oversell_report, parse_wrk, wrk
+from ticketing.cli import HAPROXY_INGRESS
 
 COMMON_LUA = """
 local ffi = require("ffi")
@@ -321,15 +322,14 @@ def category_behind_the_back(db_url: str, organizer: int) -> tuple[int, int]:
 
 def run_system(ingress: str, work: Path, scenarios: list[str], database_url_given: str | None) -> dict:
     if ingress == "haproxy":
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ.update(HAPROXY_INGRESS)
         # HAProxy's stats and metrics listeners have fixed ports by default: free ones, so another
         # system on this machine (a test run, say) does not stop this one from starting.
         for name in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
             os.environ.setdefault(name, str(free_port()))
     else:
-        os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
-        os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
+        for name in HAPROXY_INGRESS:
+            os.environ.pop(name, None)
     from ticketing import settings
     from ticketing.local import start_local
 

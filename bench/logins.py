@@ -3,7 +3,7 @@
     python -m bench.logins                       # starts the system (as the tests do) once per setting:
                                                  # the current default parameters, then the old baseline
     python -m bench.logins --configs default     # only the defaults
-    python -m bench.logins --ingress haproxy     # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    python -m bench.logins --ingress haproxy     # HAProxy as `ticketing serve` runs it (ticketing.cli.HAPROXY_INGRESS)
     python -m bench.logins --url http://127.0.0.1:8000   # a running system, at whatever it is configured with
 
 For each setting: `--users` users (and 2 x `--clients` + 2 more) register (`POST /api/auth/register`, registrations/s), then the first `--users` each log in
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.buy_path import COMMON_LUA, lua, rate, wrk_until_done
 from bench.rush import RESULTS, ROOT, free_port, wrk
+from ticketing.cli import HAPROXY_INGRESS
 
 CONFIGS = {
     # name: argon2 settings (env); "default" sets nothing, so it measures the code's defaults
@@ -202,8 +203,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ingress == "haproxy":
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ.update(HAPROXY_INGRESS)
     if args.child:
         child(args)
         return

@@ -2,7 +2,7 @@
 same run so our figures can be read as ratios.
 
     python -m bench.rush                      # default Serve proxy
-    python -m bench.rush --ingress haproxy    # RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    python -m bench.rush --ingress haproxy    # HAProxy as `ticketing serve` runs it (ticketing.cli.HAPROXY_INGRESS)
 
 Measures, in one process and one cluster:
   baselines  single-row committed INSERTs into the same PostgreSQL (one connection);
@@ -27,6 +27,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ticketing.cli import HAPROXY_INGRESS
 from ticketing.local import free_port  # noqa: F401 (re-exported: bench.buy_path and bench.ws_fanout import it here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,8 +246,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.ingress == "haproxy":
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        os.environ.update(HAPROXY_INGRESS)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import httpx

@@ -19,6 +19,17 @@ import yaml
 
 DEFAULT_URL = os.environ.get("TICKETING_URL", "http://127.0.0.1:8000")
 HAPROXY_CLIENT_TIMEOUT_S = 60
+# Serve on HAProxy, as `ticketing serve` runs it and the benchmarks measure it.
+HAPROXY_INGRESS = {
+    # Measured on 2 cores (BENCHMARKS.md): ≈ 4.7x the holds/s of Serve's default proxy, p99 ≈ 100 ms.
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # With HAProxy's metrics on, HAProxy writes a log line per request that Serve's HAProxyManager
+    # parses into the HTTP request metrics; off, the Gateway replicas record the same metrics themselves.
+    # Measured 2026-12-03 (bench/buy_path.py, two pairs): no-op +25 %, orders +5-13 %, with-lock +11-27 %.
+    # Lost: only the gauges about the HAProxy processes themselves.
+    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+}
 
 
 def _data_dir(args) -> Path:
@@ -82,9 +93,7 @@ def ingress_environment(ingress: str) -> dict[str, str]:
     if ingress != "haproxy":
         return {}
     return {
-        # Measured on 2 cores (BENCHMARKS.md): ≈ 4.7x the holds/s of Serve's default proxy, p99 ≈ 100 ms.
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        **HAPROXY_INGRESS,
         # Half-finished requests: Ray's default keeps them an hour (timeout client 3600) and HAProxy takes
         # 4,096 connections. An inactivity timeout: open WebSockets are pinged every 20-25 s, so they stay
         # (docs/operations.md, "Abuse limits and slow clients").
