@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 
 from bench.rush import RESULTS, database, free_port, oversell_report, parse_wrk, wrk
-from ticketing.cli import HAPROXY_INGRESS
+from ticketing.cli import HAPROXY_INGRESS, use_haproxy_ingress
 
 COMMON_LUA = """
 local ffi = require("ffi")
@@ -322,7 +322,7 @@ def category_behind_the_back(db_url: str, organizer: int) -> tuple[int, int]:
 
 def run_system(ingress: str, work: Path, scenarios: list[str], database_url_given: str | None) -> dict:
     if ingress == "haproxy":
-        os.environ.update(HAPROXY_INGRESS)
+        use_haproxy_ingress()
         # HAProxy's stats and metrics listeners have fixed ports by default: free ones, so another
         # system on this machine (a test run, say) does not stop this one from starting.
         for name in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.buy_path import COMMON_LUA, lua, rate, wrk_until_done
 from bench.rush import RESULTS, ROOT, free_port, wrk
-from ticketing.cli import HAPROXY_INGRESS
+from ticketing.cli import use_haproxy_ingress
 
 CONFIGS = {
     # name: argon2 settings (env); "default" sets nothing, so it measures the code's defaults
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ingress == "haproxy":
-        os.environ.update(HAPROXY_INGRESS)
+        use_haproxy_ingress()
     if args.child:
         child(args)
         return

@@ -27,7 +27,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ticketing.cli import HAPROXY_INGRESS
+from ticketing.cli import use_haproxy_ingress
 from ticketing.local import free_port  # noqa: F401 (re-exported: bench.buy_path and bench.ws_fanout import it here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +246,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.ingress == "haproxy":
-        os.environ.update(HAPROXY_INGRESS)
+        use_haproxy_ingress()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import httpx

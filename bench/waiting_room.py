@@ -45,7 +45,7 @@ from bench.buy_path import COMMON_LUA, Buyers, lua, wrk_until_done
 from bench.lean_ws import open_all
 from bench.rush import RESULTS, database, free_port
 from bench.ws_fanout import raise_open_files
-from ticketing.cli import HAPROXY_INGRESS
+from ticketing.cli import use_haproxy_ingress
 
 # Each thread sends its share of TOTAL requests, one token each (the same script for the joins and the
 # no-op baseline: only METHOD, PATH and EXPECT differ). Once a thread has sent its share, its connections
@@ -454,7 +454,7 @@ def main() -> None:
         parser.error("--sockets must not exceed --joins (each socket is a waiting buyer)")
 
     limit = raise_open_files(args.sockets * 2 + args.connections + 1024)
-    os.environ.update(HAPROXY_INGRESS)
+    use_haproxy_ingress()
     # Free ports for HAProxy's stats and metrics (another system on this machine may hold the fixed ones),
     # and a connection limit with room for every socket and the burst's connections.
     for name in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):

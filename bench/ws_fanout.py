@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench.lean_ws import open_all
 from bench.rush import RESULTS, database, free_port, make_category, percentile  # shared set-up
-from ticketing.cli import HAPROXY_INGRESS
+from ticketing.cli import use_haproxy_ingress
 
 
 def raise_open_files(wanted: int) -> int:
@@ -311,7 +311,7 @@ def main() -> None:
 
     limit = raise_open_files(args.sockets * 2 + 1024)
     if args.ingress == "haproxy":
-        os.environ.update(HAPROXY_INGRESS)
+        use_haproxy_ingress()
         # HAProxy's global connection limit is 4,096 by default: room for every socket plus the rush.
         os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(max(4096, args.sockets + 2048)))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

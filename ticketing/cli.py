@@ -88,6 +88,13 @@ def cmd_serve(args) -> int:
     os.execv(serve_bin, command)  # `serve run` blocks, tails logs, and shuts Serve down on Ctrl-C
 
 
+def use_haproxy_ingress() -> None:
+    """Put HAPROXY_INGRESS in this process's environment (before Ray starts); what the caller set wins,
+    so a benchmark can compare, say, `RAY_SERVE_HAPROXY_METRICS_ENABLED=1`."""
+    for name, value in HAPROXY_INGRESS.items():
+        os.environ.setdefault(name, value)
+
+
 def ingress_environment(ingress: str) -> dict[str, str]:
     """The environment `ticketing serve --ingress INGRESS` gives Ray (unless already set)."""
     if ingress != "haproxy":
