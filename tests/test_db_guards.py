@@ -398,6 +398,34 @@ def test_buyer_tickets_follow_holds_and_orders_across_categories(db, two):
     assert tickets(db, general, general["organizer"]) is None  # other accounts untouched
 
 
+def test_buyer_counts_are_found_by_key_however_many_rows_the_table_holds(db, cat):
+    """A batch's buyers are locked and counted through the primary key (migration 0004): 0003's trigger
+    scanned the whole table twice per statement once it held a few thousand rows, every buyer of every
+    event. Done in a transaction that is rolled back, so the 20,000 accounts leave nothing behind."""
+    with db.connect() as conn, conn.begin() as transaction:
+        first = conn.execute(text(
+            "INSERT INTO users (username, password_hash) SELECT 'bulk-' || g || '-' || :tag, 'x' "
+            "FROM generate_series(1, 20000) g RETURNING id"), {"tag": unique()}).scalars().all()
+        conn.execute(text("INSERT INTO buyer_tickets (event_id, user_id, tickets) "
+                          "SELECT :e, u, 0 FROM unnest(CAST(:users AS int[])) u"),
+                     {"e": cat["event"], "users": first[8:]})
+        conn.execute(text("ANALYZE buyer_tickets"))
+
+        def scans() -> int:
+            return conn.execute(text("SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_xact_user_tables "
+                                     "WHERE relname = 'buyer_tickets'")).scalar()
+
+        before = scans()
+        conn.execute(text(
+            "INSERT INTO orders (user_id, event_id, category_id, quantity, unit_price, total_price, status, "
+            "event_name, category_name) SELECT u, :e, :c, 1, 10, 10, 'confirmed', 'E', 'General' "
+            "FROM unnest(CAST(:users AS int[])) u"), {"e": cat["event"], "c": cat["category"], "users": first[:8]})
+        assert scans() == before
+        assert conn.execute(text("SELECT count(*) FROM buyer_tickets WHERE event_id = :e AND tickets = 1"),
+                            {"e": cat["event"]}).scalar() == 8
+        transaction.rollback()
+
+
 def test_a_hold_written_already_confirmed_with_its_order_counts_once(db, two):
     """Held and bought in one batch: the hold row is inserted as confirmed next to its order."""
     general = two["general"]
