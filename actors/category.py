@@ -30,6 +30,7 @@ from storage.inventory_store import (
     load_category,
     lock_buyers,
     rehearse_writes,
+    write_batch,
     write_changes,
 )
 from ticketing import settings
@@ -50,7 +51,10 @@ class TicketCategory:
         self.event_id = event_id
         self.category_id = category_id
         self.tunables = dict(tunables)
-        self.engine = make_engine(db_url, pool_size=1, max_overflow=0)
+        # No pre-ping: a dead connection fails its batch, which is retried one by one after a reload on a
+        # new connection (`_process`), so the round trip a ping costs every batch buys nothing here.
+        self.engine = make_engine(db_url, pool_size=1, max_overflow=0, pre_ping=False,
+                                  name=connection_name(event_id, category_id))
         self.inventory: CategoryInventory | None = None
         self.queue: list[tuple[Request, asyncio.Future]] = []
         self.wakeup: asyncio.Event | None = None
@@ -259,8 +263,7 @@ class TicketCategory:
             outcomes = [inventory.apply(request, now) for request in requests]
             changes = inventory.take_changes()
             if changes:
-                async with self.engine.begin() as conn:
-                    await write_changes(conn, inventory.info, changes, now)
+                await write_batch(self.engine, inventory.info, changes, now)
                 inventory.committed(changes)
             return outcomes, changes
         async with self.engine.begin() as conn:
@@ -317,6 +320,11 @@ class TicketCategory:
     def _publish(self, changes: Changes) -> None:
         self.publisher.publish(self.inventory.figures(), order_notices(
             self.event_id, self.category_id, changes.new_orders, changes.cancelled_orders))
+
+
+def connection_name(event_id: int, category_id: int) -> str:
+    """The `application_name` of a category actor's connection: `pg_stat_activity` tells whose it is."""
+    return f"ticketing category {event_id}/{category_id}"
 
 
 def integrity_refusal(exc: IntegrityError, inventory: CategoryInventory | None) -> Outcome:

@@ -30,12 +30,17 @@ def resolve_database_url(data_dir: Path) -> str:
     return normalise_url(start_embedded(Path(data_dir) / "pgdata"))
 
 
-def make_engine(url: str, *, pool_size: int = 4, max_overflow: int | None = None) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 4, max_overflow: int | None = None,
+                pre_ping: bool = True, name: str | None = None) -> AsyncEngine:
+    """`pre_ping`: test each connection with a round trip when it leaves the pool (a dead one is replaced
+    at once); a caller that handles a failed statement itself can skip that round trip. `name`: the
+    connections' `application_name`, which `pg_stat_activity` shows."""
     return create_async_engine(
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
+        connect_args={"application_name": name} if name else {},
     )
 
 

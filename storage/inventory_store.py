@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
@@ -153,6 +153,26 @@ INSERT_ORDERS = insert(Order).from_select(
            _new_orders.c.idempotency_key, _now, _now)
     .order_by(_new_orders.c.n),
 ).returning(Order.id, Order.created_at)
+
+
+def inserts_only(changes: Changes) -> bool:
+    """Is the batch one INSERT (new holds only, or new orders only)? One statement is atomic on its own."""
+    return not changes.hold_status and not changes.cancelled_orders and bool(changes.new_holds) != bool(changes.new_orders)
+
+
+async def write_batch(engine: AsyncEngine, info: CategoryInfo, changes: Changes, now: datetime) -> None:
+    """Write one batch durably. A batch that is one INSERT runs as its own transaction (autocommit): one
+    round trip, where BEGIN, the statement and COMMIT took three. On a busy 2-core machine each round trip
+    waited 1.3-1.8 ms for a core (2026-12-04), longer than the statement itself. Anything else changes
+    existing rows, and a statement whose row count says the actor was wrong (StaleWrite) must roll back
+    what came before it, so it runs in one transaction."""
+    if inserts_only(changes):
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await write_changes(conn, info, changes, now)
+        return
+    async with engine.begin() as conn:
+        await write_changes(conn, info, changes, now)
 
 
 async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Changes, now: datetime) -> None:

@@ -27,6 +27,7 @@ from tests.helpers import (
     many_buyers,
     new_category,
     person,
+    scalar,
     wait_until,
 )
 
@@ -197,6 +198,24 @@ def test_active_hold_survives_a_restart(http, db):
                   headers=buyer["headers"])
     assert r.status_code == 201, r.text
     assert hold_status(db, held["lockId"]) == "confirmed"
+    assert_consistent(db, http, cat["event"], cat["category"])
+
+
+def test_a_dead_database_connection_costs_the_buyer_nothing(http, db):
+    """The category actor does not ping its connection before each batch: when PostgreSQL has dropped it,
+    the batch fails, and is retried one by one after a reload on a new connection. The buyer gets a 201."""
+    from actors.category import connection_name
+
+    cat = new_category(http, seats=5)
+    r = http.post("/api/orders", json={**cat["body"], "quantity": 1}, headers=person()["headers"])
+    assert r.status_code == 201, r.text
+    ended = scalar(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :n",
+                   n=connection_name(cat["event"], cat["category"]))
+    assert ended == 1
+    r = http.post("/api/orders", json={**cat["body"], "quantity": 2}, headers=person()["headers"])
+    assert r.status_code == 201, r.text
+    assert ray.get(actor(cat).__ray_call__.remote(lambda self: self.batches_retried), timeout=60) == 1
+    assert db_counters(db, cat["category"])["sold"] == 3
     assert_consistent(db, http, cat["event"], cat["category"])
 
 

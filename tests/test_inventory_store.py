@@ -14,7 +14,7 @@ from sqlalchemy import text
 from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder
 from domain.vocabulary import HoldStatus
 from storage.database import make_engine
-from storage.inventory_store import rehearse_writes, write_changes
+from storage.inventory_store import StaleWrite, rehearse_writes, write_batch, write_changes
 from tests.helpers import many_buyers, person, row, scalar
 
 pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
@@ -115,6 +115,30 @@ def test_each_order_of_a_batch_gets_the_id_of_its_own_row(db, database_url, jwt_
         assert written.created_at == order.created_at == now
     assert scalar(db, "SELECT sold_seats FROM ticket_categories WHERE id = :c", c=info.category_id) == sum(
         o.quantity for o in orders)
+
+
+def test_a_batch_that_changes_rows_is_all_or_nothing(db, database_url, jwt_secret):
+    """`write_batch` writes a batch of inserts alone in one round trip (autocommit: one statement), but a
+    batch that changes existing rows in one transaction: when a later statement finds the actor was wrong
+    (StaleWrite), what the earlier ones changed is rolled back with it."""
+    info = category_in_database(db)
+    buyer = many_buyers(db, jwt_secret, 1)[0]
+    now = datetime.now(timezone.utc)
+    hold = ActiveHold(uuid.uuid4(), buyer["id"], 2, now, now + timedelta(minutes=5))
+
+    async def scenario() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            await write_batch(engine, info, Changes(new_holds={hold.id: (hold, HoldStatus.ACTIVE)}), now)
+            wrong = Changes(hold_status={hold.id: HoldStatus.RELEASED, uuid.uuid4(): HoldStatus.EXPIRED})
+            with pytest.raises(StaleWrite):
+                await write_batch(engine, info, wrong, now)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    assert scalar(db, "SELECT status FROM holds WHERE id = :h", h=hold.id) == "active"
+    assert scalar(db, "SELECT held_seats FROM ticket_categories WHERE id = :c", c=info.category_id) == 2
 
 
 @pytest.mark.parametrize("ticket_limit", [None, 4])
