@@ -18,6 +18,8 @@ load generator (C, two threads: not the bottleneck at these rates). Scenarios:
               (sequential), and the same for a category created behind the system's back (no warm-up)
 
 and the oversell check of every category afterwards. Writes bench/results/buy_path-<time>.json.
+`--history N` first gives the system N earlier buyers (accounts with a ticket count in an earlier event,
+as a system that has sold before holds them) instead of an empty database.
 Needs `wrk` (Debian package).
 """
 from __future__ import annotations
@@ -192,6 +194,25 @@ def create_event(base: str, organizer_token: str, seats: int) -> tuple[int, int]
     return event["idEvent"], event["ticketCategories"][0]["id"]
 
 
+def give_history(base: str, organizer_token: str, db_url: str, buyers: int) -> dict:
+    """`buyers` accounts that bought one ticket of an earlier event: their users and `buyer_tickets` rows
+    (the tables a rush writes to grow with every buyer; an empty database hides what that costs)."""
+    from sqlalchemy import text
+
+    event, category = create_event(base, organizer_token, seats=buyers)
+    with database(db_url) as conn:
+        conn.execute(text(
+            "WITH earlier AS (INSERT INTO users (username, password_hash) "
+            "  SELECT 'history_' || :e || '_' || g, 'not-a-hash' FROM generate_series(1, :n) g RETURNING id) "
+            "INSERT INTO orders (user_id, event_id, category_id, quantity, unit_price, total_price, status, "
+            "  event_name, category_name) "
+            "SELECT id, :e, :c, 1, 10, 10, 'confirmed', 'Earlier', 'Floor' FROM earlier"),
+            {"e": event, "c": category, "n": buyers})
+        conn.execute(text("ANALYZE"))
+        counted = conn.execute(text("SELECT count(*) FROM buyer_tickets")).scalar()
+    return {"buyers": buyers, "buyer_tickets_rows": counted}
+
+
 def write_tokens(work: Path, name: str, buyers: list[tuple[int, str]], with_ids: bool = False) -> Path:
     path = work / f"{name}.tokens"
     path.write_text("\n".join(f"{u} {t}" if with_ids else t for u, t in buyers))
@@ -320,7 +341,8 @@ def category_behind_the_back(db_url: str, organizer: int) -> tuple[int, int]:
     return event, category
 
 
-def run_system(ingress: str, work: Path, scenarios: list[str], database_url_given: str | None) -> dict:
+def run_system(ingress: str, work: Path, scenarios: list[str], database_url_given: str | None,
+               history: int = 0) -> dict:
     if ingress == "haproxy":
         use_haproxy_ingress()
         # HAProxy's stats and metrics listeners have fixed ports by default: free ones, so another
@@ -342,6 +364,9 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
         buyers = Buyers(db_url, settings.jwt_secret(system.data_dir))
         _, organizer = buyers.make(1, role="organizer")[0]
         report: dict = {"ingress": ingress}
+        if history:
+            print(f"[{ingress}] {history:,} earlier buyers ...", flush=True)
+            report["history"] = give_history(base, organizer, db_url, history)
         print(f"[{ingress}] no-op ceiling ...", flush=True)
         wrk(base + "/api", 2, 64)  # the proxy's own warm-up; no category is involved
         report["noop"] = wrk(base + "/api", 10, 64)
@@ -384,6 +409,8 @@ def main() -> None:
     parser.add_argument("--also-default-proxy", action="store_true",
                         help="then the orders rush again on Serve's own proxy (`serve run serve_config.yaml`)")
     parser.add_argument("--scenarios", default="first_call,orders,with_lock,overload")
+    parser.add_argument("--history", type=int, default=0, metavar="N",
+                        help="first give the system N earlier buyers (default: an empty database)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     work = Path(tempfile.mkdtemp(prefix="ticketing-buy-path-"))
@@ -392,10 +419,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"buy_path-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
-              "haproxy": run_system("haproxy", work, scenarios, given)}
+              "haproxy": run_system("haproxy", work, scenarios, given, args.history)}
     out.write_text(json.dumps(report, indent=2, default=str))  # kept even if the second system fails
     if args.also_default_proxy:
-        report["default_proxy"] = run_system("default", work, ["orders"], given)
+        report["default_proxy"] = run_system("default", work, ["orders"], given, args.history)
         out.write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps(report, indent=2, default=str))
     print(f"written to {out}")
