@@ -145,8 +145,15 @@ class TicketCategory:
 
     async def _load(self) -> None:
         try:
-            async with self.engine.connect() as conn:
-                info, holds, orders, _ = await load_category(conn, self.event_id, self.category_id)
+            try:
+                async with self.engine.connect() as conn:
+                    info, holds, orders, _ = await load_category(conn, self.event_id, self.category_id)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # The connection had died (nothing pings it, see __init__); the pool has dropped it.
+                async with self.engine.connect() as conn:
+                    info, holds, orders, _ = await load_category(conn, self.event_id, self.category_id)
         except CategoryMissing:
             self.missing = True
             return
