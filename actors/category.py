@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from datetime import datetime, timezone
 
 import ray
@@ -63,7 +64,7 @@ class TicketCategory:
         self.missing = False
         # Settings given at creation are authoritative. After a restart Ray replays the creation
         # arguments, which may be stale: the next caller's settings (serve_config user_config) win.
-        self.configured = not ray.get_runtime_context().was_current_actor_reconstructed
+        self.configured = not restarted()
         self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
         self.idle_exit_s = settings.actor_idle_exit_seconds()
@@ -327,6 +328,14 @@ class TicketCategory:
     def _publish(self, changes: Changes) -> None:
         self.publisher.publish(self.inventory.figures(), order_notices(
             self.event_id, self.category_id, changes.new_orders, changes.cancelled_orders))
+
+
+def restarted() -> bool:
+    """Is this actor a restart of an earlier instance? Ray's property reads Ray's own deprecated
+    `actor_id`, which printed a RayDeprecationWarning on the console for every new category actor."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 def connection_name(event_id: int, category_id: int) -> str:

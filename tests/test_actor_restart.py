@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import uuid
+import warnings
 from collections import Counter
 from datetime import datetime
 
@@ -199,6 +200,20 @@ def test_active_hold_survives_a_restart(http, db):
     assert r.status_code == 201, r.text
     assert hold_status(db, held["lockId"]) == "confirmed"
     assert_consistent(db, http, cat["event"], cat["category"])
+
+
+def test_an_actor_tells_whether_it_restarted_without_a_warning_on_the_console(http):
+    from actors.category import restarted
+
+    def ask(_actor) -> bool:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning would be raised here, not printed
+            return restarted()
+
+    cat = new_category(http, seats=1)
+    assert ray.get(actor(cat).__ray_call__.remote(ask), timeout=60) is False
+    kill_and_wait(cat)
+    assert ray.get(actor(cat).__ray_call__.remote(ask), timeout=60) is True
 
 
 def test_a_dead_database_connection_costs_the_buyer_nothing(http, db):
