@@ -17,7 +17,8 @@ load generator (C, two threads: not the bottleneck at these rates). Scenarios:
   first_call  the first POST /api/orders of a fresh category against the median of the next 20
               (sequential), and the same for a category created behind the system's back (no warm-up)
 
-and the oversell check of every category afterwards. Writes bench/results/buy_path-<time>.json.
+and the oversell check of every category afterwards; an orders rush also reports its two phases (the
+sales, then the refusals once sold out). Writes bench/results/buy_path-<time>.json.
 `--history N` first gives the system N earlier buyers (accounts with a ticket count in an earlier event,
 as a system that has sold before holds them) instead of an empty database.
 Needs `wrk` (Debian package).
@@ -267,7 +268,26 @@ def orders_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url: s
                   answers_per_second=rate({**result, "answers": result.get("created", 0) + result.get("refused", 0)
                                            + result.get("errors", 0)}, "answers"),
                   orders_per_second=rate(result, "created"), oversell=oversell_report(db_url, category))
+    result["phases"] = phases(db_url, category, result)
     return result
+
+
+def phases(db_url: str, category: int, result: dict) -> dict | None:
+    """The rush's two phases: the sales (from the first order's decision to the last one's, as the orders'
+    `created_at` say: a batch's decision time) and the refusals after them (the rest of the run). Each
+    phase has its own pace: a sale writes, a refusal does not."""
+    from sqlalchemy import text
+
+    with database(db_url) as conn:
+        first, last = conn.execute(text("SELECT min(created_at), max(created_at) FROM orders "
+                                        "WHERE category_id = :c"), {"c": category}).one()
+    if first is None or not result.get("duration_us"):
+        return None
+    sales_s = (last - first).total_seconds()
+    rest_s = result["duration_us"] / 1e6 - sales_s
+    refused = result.get("refused", 0) + result.get("errors", 0)
+    return {"sales_s": round(sales_s, 3), "sales_per_second": round(result["created"] / sales_s, 1) if sales_s else None,
+            "refusals_s": round(rest_s, 3), "refusals_per_second": round(refused / rest_s, 1) if rest_s > 0 else None}
 
 
 def with_lock_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url: str, *, purchases: int,
