@@ -145,16 +145,18 @@ class TicketCategory:
                 self.wakeup.set()  # let the loop expire holds that ran out while no actor was up
 
     async def _load(self) -> None:
+        async def read():
+            async with self.engine.connect() as conn:
+                return await load_category(conn, self.event_id, self.category_id)
+
         try:
             try:
-                async with self.engine.connect() as conn:
-                    info, holds, orders, _ = await load_category(conn, self.event_id, self.category_id)
+                info, holds, orders, _ = await read()
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
                 # The connection had died (nothing pings it, see __init__); the pool has dropped it.
-                async with self.engine.connect() as conn:
-                    info, holds, orders, _ = await load_category(conn, self.event_id, self.category_id)
+                info, holds, orders, _ = await read()
         except CategoryMissing:
             self.missing = True
             return
