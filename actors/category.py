@@ -70,7 +70,7 @@ class TicketCategory:
         self.idle_exit_s = settings.actor_idle_exit_seconds()
         self.last_activity = time.monotonic()
         self.retired = False
-        self.publisher = Publisher()
+        self.publisher = Publisher(interval=settings.publish_interval_seconds())
         self.batches_retried = 0  # batches whose transaction failed and were retried one by one
 
     # ---- public methods ----

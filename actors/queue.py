@@ -27,6 +27,7 @@ from domain.vocabulary import QueueStatus
 from storage import queue_store
 from storage.database import make_engine
 from storage.queue_store import EventSale
+from ticketing.settings import publish_interval_seconds
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
@@ -65,7 +66,7 @@ class EventQueue:
         self.loaded = False
         self.load_lock: asyncio.Lock | None = None
         self.categories = CategoryActors(db_url)
-        self.publisher = Publisher(_publish_queue)
+        self.publisher = Publisher(_publish_queue, publish_interval_seconds())
         self.last_published: QueueFigures | None = None
         self.metrics = QueueMetrics(event_id)
 

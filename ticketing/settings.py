@@ -86,6 +86,13 @@ def actor_idle_exit_seconds() -> float:
     return float(os.environ.get("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "0"))
 
 
+def publish_interval_seconds() -> float:
+    """`TICKETING_PUBLISH_INTERVAL_S`: least time between two availability publishes of one category (or
+    waiting-room figures of one event) to the broadcaster; changes in between are merged (0: after every
+    committed batch)."""
+    return float(os.environ.get("TICKETING_PUBLISH_INTERVAL_S", "0.1"))
+
+
 def rate_limits() -> str | None:
     """`TICKETING_RATE_LIMITS`: abuse limits laid over the defaults of `domain.limits`, as text
     (`"hold.address=40 + 10/min, login.account=off"`, or `"off"`); user_config's `rate_limits` wins."""

@@ -73,3 +73,32 @@ def test_a_poller_out_of_sync_is_answered_at_once_even_before_anything_was_publi
         assert got["version"] == 1 and got["notices"] == [("order-completed", 7, {"orderId": 3})]
 
     asyncio.run(run())
+
+
+def test_in_a_rush_at_most_one_publish_per_interval_and_a_change_after_a_quiet_spell_goes_at_once():
+    async def run() -> None:
+        sent, times = [], []
+        loop = asyncio.get_running_loop()
+
+        async def send(figures, notices):
+            sent.append((figures["availableSeats"], [user for _, user, _ in notices]))
+            times.append(loop.time())
+
+        publisher = Publisher(send, interval=0.05)
+        publisher.publish({"availableSeats": 9}, [("order-completed", 1, {})])
+        await asyncio.sleep(0)
+        assert sent == [(9, [1])]  # the first change: at once
+        for seats in range(8, 0, -1):  # then a batch every 10 ms
+            await asyncio.sleep(0.01)
+            publisher.publish({"availableSeats": seats}, [("order-completed", 10 - seats, {})])
+        assert len(sent) < 9  # merged, not one per batch
+        await asyncio.sleep(0.2)
+        assert sent[-1][0] == 1  # the newest figures arrive
+        assert [user for _, users in sent for user in users] == list(range(1, 10))  # every notice, in order
+        assert all(b - a >= 0.049 for a, b in zip(times, times[1:]))  # never two within the interval
+        count = len(sent)
+        publisher.publish({"availableSeats": 0}, [])  # after a quiet spell longer than the interval
+        await asyncio.sleep(0)
+        assert len(sent) == count + 1
+
+    asyncio.run(run())
