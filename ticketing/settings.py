@@ -90,7 +90,7 @@ def publish_interval_seconds() -> float:
     """`TICKETING_PUBLISH_INTERVAL_S`: least time between two availability publishes of one category (or
     waiting-room figures of one event) to the broadcaster; changes in between are merged (0: after every
     committed batch)."""
-    return float(os.environ.get("TICKETING_PUBLISH_INTERVAL_S", "0.1"))
+    return float(os.environ.get("TICKETING_PUBLISH_INTERVAL_S", "0.05"))
 
 
 def rate_limits() -> str | None:
