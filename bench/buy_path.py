@@ -439,7 +439,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"buy_path-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
-              "haproxy": run_system("haproxy", work, scenarios, given, args.history)}
+              "env": {k: v for k, v in os.environ.items() if k.startswith("TICKETING_")}}
+    report["haproxy"] = run_system("haproxy", work, scenarios, given, args.history)
     out.write_text(json.dumps(report, indent=2, default=str))  # kept even if the second system fails
     if args.also_default_proxy:
         report["default_proxy"] = run_system("default", work, ["orders"], given, args.history)

@@ -350,7 +350,7 @@ def main() -> None:
 
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
               "ray": ray.__version__, "ingress": args.ingress, "open_files_limit": limit,
-              "env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
+              "env": {k: v for k, v in os.environ.items() if k.startswith(("RAY_SERVE_", "TICKETING_"))},
               "config": vars(args)}
     if args.endpoint == "plain":
         report.update(asyncio.run(measure(ws_url, base, db_url, args)))
