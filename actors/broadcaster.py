@@ -144,9 +144,9 @@ class Publisher:
 
     In a rush a category commits a batch every few milliseconds, and each publish costs a Ray call to
     the broadcaster and one more from each realtime replica that polls it: about 0.9 ms of CPU on each
-    side of a call on a 2-core machine (2026-12-04). Publishing after every batch took a sixth of the
-    machine during the sales; 0.05 s between publishes sold 27 % faster (0.1 s: no faster still), and
-    watchers still see availability twenty times a second (BENCHMARKS.md).
+    side of a call on a 2-core machine (2026-12-04). Publishing after every batch took about a tenth of
+    the CPU spent during the sales; 0.05 s between publishes sold 27 % faster (0.1 s: no faster still),
+    and watchers still see availability twenty times a second (BENCHMARKS.md).
 
     Fire and forget: a lost update is repaired by the next one, and the database stays the truth.
     `committedAt` is the newest merged batch's commit time, which clients (and bench/ws_fanout.py)
