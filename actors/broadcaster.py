@@ -8,6 +8,7 @@ published since. Replicas cannot be addressed one by one through Serve, hence th
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -17,6 +18,7 @@ import ray
 
 from actors import NAMESPACE
 
+log = logging.getLogger(__name__)
 BROADCASTER_NAME = "broadcaster"
 NOTICE_BACKLOG = 10_000
 
@@ -178,9 +180,14 @@ class Publisher:
     def _send(self) -> None:
         figures, notices, self.figures, self.notices = self.figures, self.notices, None, []
         self.timer = None
-        self.in_flight = True
         self.last_sent = time.monotonic()
-        asyncio.ensure_future(self.send(figures, notices)).add_done_callback(self._sent)
+        try:
+            sending = asyncio.ensure_future(self.send(figures, notices))
+        except Exception:  # the call could not even be made (say, Ray is shutting down): the next change repairs it
+            log.warning("publishing to the broadcaster failed", exc_info=True)
+            return
+        self.in_flight = True
+        sending.add_done_callback(self._sent)
 
     def _sent(self, done: asyncio.Future) -> None:
         if not done.cancelled():

@@ -105,3 +105,25 @@ def test_in_a_rush_at_most_one_publish_per_interval_and_a_change_after_a_quiet_s
         assert all(b - a >= 0.049 for a, b in zip(times, times[1:]))  # never two within the interval
 
     asyncio.run(run())
+
+
+def test_a_publish_that_cannot_even_be_sent_does_not_stop_the_next():
+    """A send that fails at once (no coroutine made) must not leave the publisher waiting for it forever."""
+    async def run() -> list:
+        sent = []
+
+        def send(figures, notices):
+            if not sent:
+                sent.append(None)
+                raise RuntimeError("no broadcaster handle")
+            sent.append(figures["availableSeats"])
+            return asyncio.sleep(0)
+
+        publisher = Publisher(send, interval=0.01)
+        publisher.publish({"availableSeats": 5}, [])
+        await asyncio.sleep(0.05)
+        publisher.publish({"availableSeats": 4}, [])
+        await asyncio.sleep(0.05)
+        return sent
+
+    assert asyncio.run(run()) == [None, 4]
