@@ -10,26 +10,21 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Numeric,
-    String,
     Text,
     any_,
     bindparam,
-    cast,
     func,
-    insert,
     literal,
     select,
-    update,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.selectable import TableValuedAlias
-from sqlalchemy.types import TypeEngine
 
 from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder, SoldOrder
-from domain.vocabulary import SOLD_STATUSES, HoldStatus, OrderStatus
+from domain.vocabulary import SOLD_STATUSES, HoldStatus
 from storage.models import BuyerTickets, Event, Hold, Order, TicketCategory
 
 
@@ -114,126 +109,81 @@ async def lock_buyers(conn: AsyncConnection, event_id: int, users: set[int]) -> 
     return limit, {r.user_id: r.tickets for r in rows}
 
 
-def _unnest(**columns: TypeEngine) -> TableValuedAlias:
-    """Rows made of one array parameter per column (named as the column), numbered from 1 in `n`.
-
-    A batch written this way is one statement whose text is the same whatever the batch's size, so
-    SQLAlchemy compiles it once, psycopg converts it once and prepares it on the server, and PostgreSQL
-    plans it once. A multi-row VALUES list was new text for every batch size: measured 2026-12-02, 16
-    orders took 7.0 ms that way against 4.9 ms this way (no load), and its conversion showed in the
-    category actor's profile under load."""
-    arrays = [bindparam(name, type_=ARRAY(type_)) for name, type_ in columns.items()]
-    return func.unnest(*arrays).table_valued(*columns, with_ordinality="n").render_derived()
-
-
-_new_holds = _unnest(id=UUID(as_uuid=True), user_id=Integer(), quantity=Integer(), status=String(),
-                     session_id=String(), created_at=DateTime(timezone=True), expires_at=DateTime(timezone=True),
-                     closed_at=DateTime(timezone=True))
-INSERT_HOLDS = insert(Hold).from_select(
-    ["id", "event_id", "category_id", "user_id", "quantity", "status", "session_id", "created_at", "expires_at",
-     "closed_at"],
-    select(_new_holds.c.id, bindparam("event_id", type_=Integer), bindparam("category_id", type_=Integer),
-           _new_holds.c.user_id, _new_holds.c.quantity, cast(_new_holds.c.status, Hold.status.type),
-           _new_holds.c.session_id, _new_holds.c.created_at, _new_holds.c.expires_at, _new_holds.c.closed_at),
+# The batch's writes, one statement (migration 0005): the statuses of closed holds, the cancelled orders,
+# the new holds and the new orders, each as one array per column. The text is the same whatever the
+# batch's size, so SQLAlchemy compiles it once, psycopg prepares it on the server, and PostgreSQL plans
+# the function's statements once per connection. A multi-row VALUES list was new text for every batch
+# size: measured 2026-12-02, 16 orders took 7.0 ms that way against 4.9 ms with arrays (no load).
+_ARRAYS = {
+    "hold_ids": UUID(as_uuid=True), "hold_statuses": Text(), "cancelled_ids": BigInteger(),
+    "new_hold_ids": UUID(as_uuid=True), "new_hold_users": Integer(), "new_hold_quantities": Integer(),
+    "new_hold_statuses": Text(), "new_hold_sessions": Text(), "new_hold_created": DateTime(timezone=True),
+    "new_hold_expires": DateTime(timezone=True), "new_hold_closed": DateTime(timezone=True),
+    "order_users": Integer(), "order_quantities": Integer(), "order_unit_prices": Numeric(10, 2),
+    "order_total_prices": Numeric(12, 2), "order_event_names": Text(), "order_category_names": Text(),
+    "order_notes": Text(), "order_hold_ids": UUID(as_uuid=True), "order_keys": Text(),
+}
+_SQL_TYPES = {UUID: "uuid", Text: "text", BigInteger: "bigint", Integer: "integer", DateTime: "timestamptz",
+              Numeric: "numeric"}
+WRITE_BATCH = text(
+    "SELECT order_id, order_created_at FROM write_category_batch(:event_id, :category_id, :now, "
+    + ", ".join(f"CAST(:{name} AS {_SQL_TYPES[type(type_)]}[])" for name, type_ in _ARRAYS.items()) + ")"
+).bindparams(
+    bindparam("event_id", type_=Integer), bindparam("category_id", type_=Integer),
+    bindparam("now", type_=DateTime(timezone=True)),
+    *(bindparam(name, type_=ARRAY(type_)) for name, type_ in _ARRAYS.items()),
 )
-
-_new_orders = _unnest(user_id=Integer(), quantity=Integer(), unit_price=Numeric(10, 2),
-                      total_price=Numeric(12, 2), event_name=String(),
-                      category_name=String(), notes=Text(), hold_id=UUID(as_uuid=True), idempotency_key=String())
-_now = bindparam("now", type_=DateTime(timezone=True))
-# ORDER BY n: the orders' ids are drawn from their sequence in the batch's order, so sorting the returned
-# ids matches them to the batch (RETURNING itself promises no order).
-INSERT_ORDERS = insert(Order).from_select(
-    ["user_id", "event_id", "category_id", "quantity", "unit_price", "total_price", "status", "event_name",
-     "category_name", "notes", "hold_id", "idempotency_key", "created_at", "updated_at"],
-    select(_new_orders.c.user_id, bindparam("event_id", type_=Integer), bindparam("category_id", type_=Integer),
-           _new_orders.c.quantity, _new_orders.c.unit_price, _new_orders.c.total_price,
-           literal(OrderStatus.CONFIRMED, Order.status.type), _new_orders.c.event_name,
-           _new_orders.c.category_name, _new_orders.c.notes, _new_orders.c.hold_id,
-           _new_orders.c.idempotency_key, _now, _now)
-    .order_by(_new_orders.c.n),
-).returning(Order.id, Order.created_at)
-
-
-def inserts_only(changes: Changes) -> bool:
-    """Is the batch one INSERT (new holds only, or new orders only)? One statement is atomic on its own."""
-    return not changes.hold_status and not changes.cancelled_orders and bool(changes.new_holds) != bool(changes.new_orders)
+STALE_WRITE_SQLSTATE = "TK001"  # raised by write_category_batch
 
 
 async def write_batch(engine: AsyncEngine, info: CategoryInfo, changes: Changes, now: datetime) -> None:
-    """Write one batch durably. A batch that is one INSERT runs as its own transaction (autocommit): one
-    round trip, where BEGIN, the statement and COMMIT took three. On a busy 2-core machine each round trip
-    waited 1.3-1.8 ms for a core (2026-12-04), longer than the statement itself. Anything else changes
-    existing rows, and a statement whose row count says the actor was wrong (StaleWrite) must roll back
-    what came before it, so it runs in one transaction."""
-    if inserts_only(changes):
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await write_changes(conn, info, changes, now)
-        return
-    async with engine.begin() as conn:
+    """Write one batch durably: one statement, run as its own transaction (autocommit), so one round
+    trip. On a busy 2-core machine each round trip waited 1.3-1.8 ms for a core (2026-12-04), and a batch
+    of holds and confirmations was five of them (`BEGIN`, two `UPDATE`s, two `INSERT`s, `COMMIT`) before
+    migration 0005. A `StaleWrite` leaves nothing of the batch."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await write_changes(conn, info, changes, now)
 
 
 async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Changes, now: datetime) -> None:
-    """Write one batch. Seats are freed before they are taken, so the CHECK constraint
-    `held_seats + sold_seats <= total_seats` holds after every statement, not only at commit."""
-    by_status: dict[HoldStatus, list] = {}
-    for hold_id, status in changes.hold_status.items():
-        by_status.setdefault(status, []).append(hold_id)
-    for status, ids in by_status.items():
-        result = await conn.execute(
-            update(Hold)
-            .where(Hold.id == any_(bindparam("ids", ids, type_=ARRAY(UUID(as_uuid=True)))),
-                   Hold.status == HoldStatus.ACTIVE)
-            .values(status=HoldStatus(status), closed_at=now)
-        )
-        if result.rowcount != len(ids):
-            raise StaleWrite(f"{len(ids) - result.rowcount} holds were no longer active")
-    if changes.cancelled_orders:
-        ids = [o.id for o in changes.cancelled_orders]
-        result = await conn.execute(
-            update(Order)
-            .where(Order.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))),
-                   Order.status == OrderStatus.CONFIRMED)
-            .values(status=OrderStatus.CANCELLED, updated_at=now)
-        )
-        if result.rowcount != len(ids):
-            raise StaleWrite("an order was no longer confirmed")
-    if changes.new_holds:
-        holds = list(changes.new_holds.values())
-        await conn.execute(INSERT_HOLDS, {
-            "event_id": info.event_id,
-            "category_id": info.category_id,
-            "id": [h.id for h, _ in holds],
-            "user_id": [h.user_id for h, _ in holds],
-            "quantity": [h.quantity for h, _ in holds],
-            "status": [HoldStatus(status).value for _, status in holds],
-            "session_id": [h.session_id for h, _ in holds],
-            "created_at": [h.created_at for h, _ in holds],
-            "expires_at": [h.expires_at for h, _ in holds],
-            "closed_at": [None if status == HoldStatus.ACTIVE else now for _, status in holds],
-        })
-    if changes.new_orders:
-        orders = changes.new_orders
-        rows = (
-            await conn.execute(INSERT_ORDERS, {
-                "event_id": info.event_id,
-                "category_id": info.category_id,
-                "now": now,
-                "user_id": [o.user_id for o in orders],
-                "quantity": [o.quantity for o in orders],
-                "unit_price": [o.unit_price for o in orders],
-                "total_price": [o.total_price for o in orders],  # the domain's rule, not SQL's
-                "event_name": [o.event_name for o in orders],
-                "category_name": [o.category_name for o in orders],
-                "notes": [o.notes for o in orders],
-                "hold_id": [o.hold_id for o in orders],
-                "idempotency_key": [o.idempotency_key for o in orders],
-            })
-        ).all()
-        for order, (order_id, created_at) in zip(orders, sorted(rows)):
-            order.id, order.created_at = order_id, created_at
+    """Write one batch in one statement (`write_category_batch`, migration 0005). Seats are freed before
+    they are taken, so the CHECK constraint `held_seats + sold_seats <= total_seats` holds after every
+    statement of it, not only at the end. New orders get their ids and decision time here."""
+    holds = list(changes.new_holds.values())
+    orders = changes.new_orders
+    parameters = {
+        "event_id": info.event_id, "category_id": info.category_id, "now": now,
+        "hold_ids": list(changes.hold_status),
+        "hold_statuses": [HoldStatus(status).value for status in changes.hold_status.values()],
+        "cancelled_ids": [o.id for o in changes.cancelled_orders],
+        "new_hold_ids": [h.id for h, _ in holds],
+        "new_hold_users": [h.user_id for h, _ in holds],
+        "new_hold_quantities": [h.quantity for h, _ in holds],
+        "new_hold_statuses": [HoldStatus(status).value for _, status in holds],
+        "new_hold_sessions": [h.session_id for h, _ in holds],
+        "new_hold_created": [h.created_at for h, _ in holds],
+        "new_hold_expires": [h.expires_at for h, _ in holds],
+        "new_hold_closed": [None if status == HoldStatus.ACTIVE else now for _, status in holds],
+        "order_users": [o.user_id for o in orders],
+        "order_quantities": [o.quantity for o in orders],
+        "order_unit_prices": [o.unit_price for o in orders],
+        "order_total_prices": [o.total_price for o in orders],  # the domain's rule, not SQL's
+        "order_event_names": [o.event_name for o in orders],
+        "order_category_names": [o.category_name for o in orders],
+        "order_notes": [o.notes for o in orders],
+        "order_hold_ids": [o.hold_id for o in orders],
+        "order_keys": [o.idempotency_key for o in orders],
+    }
+    try:
+        rows = (await conn.execute(WRITE_BATCH, parameters)).all()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == STALE_WRITE_SQLSTATE:
+            raise StaleWrite(str(exc.orig)) from None
+        raise
+    # RETURNING promises no order; the ids were drawn in the batch's order, so sorted ids match it.
+    for order, (order_id, created_at) in zip(orders, sorted(rows)):
+        order.id, order.created_at = order_id, created_at
 
 
 class _Rehearsal(Exception):
