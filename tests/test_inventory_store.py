@@ -118,9 +118,8 @@ def test_each_order_of_a_batch_gets_the_id_of_its_own_row(db, database_url, jwt_
 
 
 def test_a_batch_that_changes_rows_is_all_or_nothing(db, database_url, jwt_secret):
-    """`write_batch` writes a batch of inserts alone in one round trip (autocommit: one statement), but a
-    batch that changes existing rows in one transaction: when a later statement finds the actor was wrong
-    (StaleWrite), what the earlier ones changed is rolled back with it."""
+    """`write_batch` writes every batch as one statement (autocommit: one round trip): when a hold it
+    closes turns out not to be active (StaleWrite), what the statement changed before is undone with it."""
     info = category_in_database(db)
     buyer = many_buyers(db, jwt_secret, 1)[0]
     now = datetime.now(timezone.utc)
@@ -139,6 +138,34 @@ def test_a_batch_that_changes_rows_is_all_or_nothing(db, database_url, jwt_secre
     asyncio.run(scenario())
     assert scalar(db, "SELECT status FROM holds WHERE id = :h", h=hold.id) == "active"
     assert scalar(db, "SELECT held_seats FROM ticket_categories WHERE id = :c", c=info.category_id) == 2
+
+
+def test_a_full_category_frees_seats_before_it_takes_them_within_one_batch(db, database_url, jwt_secret):
+    """Every batch is one statement (migration 0005) and the counters' CHECK (held + sold <= total) is
+    tested after each of its inner statements: at capacity, a batch that confirms one hold into an order,
+    releases another and gives the freed seat to a new hold must free before it takes."""
+    info = category_in_database(db, seats=2)
+    first, second, third = many_buyers(db, jwt_secret, 3)
+    now = datetime.now(timezone.utc)
+    a, b = (ActiveHold(uuid.uuid4(), buyer["id"], 1, now, now + timedelta(minutes=5)) for buyer in (first, second))
+    c = ActiveHold(uuid.uuid4(), third["id"], 1, now, now + timedelta(minutes=5))
+    order = NewOrder(first["id"], 1, info.price, info.event_name, info.category_name, None, a.id, None)
+
+    async def scenario() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            await write_batch(engine, info, Changes(new_holds={h.id: (h, HoldStatus.ACTIVE) for h in (a, b)}), now)
+            await write_batch(engine, info, Changes(
+                hold_status={a.id: HoldStatus.CONFIRMED, b.id: HoldStatus.RELEASED},
+                new_holds={c.id: (c, HoldStatus.ACTIVE)}, new_orders=[order]), now)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    counters = row(db, "SELECT held_seats, sold_seats FROM ticket_categories WHERE id = :c", c=info.category_id)
+    assert (counters.held_seats, counters.sold_seats) == (1, 1)
+    assert scalar(db, "SELECT hold_id FROM orders WHERE id = :o", o=order.id) == a.id
+    assert scalar(db, "SELECT status FROM holds WHERE id = :h", h=b.id) == "released"
 
 
 @pytest.mark.parametrize("ticket_limit", [None, 4])
