@@ -18,6 +18,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
@@ -123,11 +124,10 @@ _ARRAYS = {
     "order_total_prices": Numeric(12, 2), "order_event_names": Text(), "order_category_names": Text(),
     "order_notes": Text(), "order_hold_ids": UUID(as_uuid=True), "order_keys": Text(),
 }
-_SQL_TYPES = {UUID: "uuid", Text: "text", BigInteger: "bigint", Integer: "integer", DateTime: "timestamptz",
-              Numeric: "numeric"}
 WRITE_BATCH = text(
     "SELECT order_id, order_created_at FROM write_category_batch(:event_id, :category_id, :now, "
-    + ", ".join(f"CAST(:{name} AS {_SQL_TYPES[type(type_)]}[])" for name, type_ in _ARRAYS.items()) + ")"
+    + ", ".join(f"CAST(:{name} AS {ARRAY(type_).compile(dialect=postgresql.dialect())})"
+                for name, type_ in _ARRAYS.items()) + ")"
 ).bindparams(
     bindparam("event_id", type_=Integer), bindparam("category_id", type_=Integer),
     bindparam("now", type_=DateTime(timezone=True)),
