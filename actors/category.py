@@ -22,7 +22,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from actors import metrics
 from actors.broadcaster import Publisher, broadcaster
-from domain.inventory import Allowance, CategoryInventory, Changes, Outcome, Refusal, Request, refuse
+from domain.inventory import (
+    Allowance,
+    Answers,
+    CategoryInventory,
+    Changes,
+    Outcome,
+    Refusal,
+    RefusalLease,
+    Request,
+    may_free_seats,
+    refuse,
+)
 from domain.realtime import order_notices
 from storage.database import make_engine
 from storage.inventory_store import (
@@ -72,12 +83,20 @@ class TicketCategory:
         self.retired = False
         self.publisher = Publisher(interval=settings.publish_interval_seconds())
         self.batches_retried = 0  # batches whose transaction failed and were retried one by one
+        # Refusal leases (domain.inventory.RefusalLease): the one callers get with their answers now, and
+        # when the last granted runs out. A predecessor of this actor may have granted some that still run,
+        # and creation settings may differ from its: hold back the first batch until they would be over.
+        self.lease_seconds = settings.refusal_lease_seconds()
+        self.lease: RefusalLease | None = None
+        self.leases_end = time.monotonic() + self.lease_seconds
+        self.hold_back = True
 
     # ---- public methods ----
-    async def submit(self, requests: list[Request], tunables: dict | None = None) -> list[Outcome] | None:
+    async def submit(self, requests: list[Request], tunables: dict | None = None) -> Answers | None:
         """Decide `requests` (in this order) and answer once the decisions are durable: one Outcome
-        per request, granted or refused with a reason (the edge turns it into HTTP or a socket message).
-        None means this actor has retired without deciding anything: ask its successor.
+        per request, granted or refused with a reason (the edge turns it into HTTP or a socket message),
+        and the refusal lease the caller may take, if any. None means this actor has retired without
+        deciding anything: ask its successor.
 
         `tunables` are the caller's hold duration and per-order maximum; they are adopted only by an
         actor that restarted and has not been configured since."""
@@ -88,7 +107,7 @@ class TicketCategory:
             await self.configure(tunables)
         await self._ensure_running()
         if self.missing:
-            return [refuse(Refusal.CATEGORY_NOT_FOUND) for _ in requests]
+            return Answers([refuse(Refusal.CATEGORY_NOT_FOUND) for _ in requests])
         loop = asyncio.get_running_loop()
         futures = []
         for request in requests:
@@ -96,9 +115,11 @@ class TicketCategory:
             self.queue.append((request, future))
             futures.append(future)
         self.wakeup.set()
-        answers = list(await asyncio.gather(*futures))
+        outcomes = list(await asyncio.gather(*futures))
         self.metrics.observe_call(time.perf_counter() - arrived)
-        return answers
+        # The lease of the latest batch: granted when this call's requests were decided or later, so after
+        # this call was sent, which is when the caller starts counting it (see RefusalLease).
+        return Answers(outcomes, self.lease)
 
     async def figures(self) -> dict:
         if self.retired:
@@ -112,6 +133,9 @@ class TicketCategory:
         """New hold duration / per-order maximum (serve_config.yaml user_config); applies to new holds."""
         self.tunables.update(tunables)
         self.configured = True
+        if self.inventory and self.inventory.max_per_order != int(self.tunables["max_per_order"]):
+            self.hold_back = True  # leases granted under the old maximum must run out first
+            self.lease = None
         if self.inventory:
             self.inventory.hold_seconds = float(self.tunables["hold_seconds"])
             self.inventory.max_per_order = int(self.tunables["max_per_order"])
@@ -216,6 +240,7 @@ class TicketCategory:
             except Exception:  # never let the loop die: answer the batch and carry on
                 log.exception("batch failed")
                 self.inventory = None
+                self.lease = None
                 for _, future in batch:
                     if not future.done():
                         future.set_result(refuse(Refusal.UNAVAILABLE))
@@ -229,6 +254,8 @@ class TicketCategory:
                 for _, future in batch:
                     future.set_result(refuse(Refusal.CATEGORY_NOT_FOUND))
                 return
+        if self.hold_back or any(isinstance(r, _Refresh) or may_free_seats(r) for r, _ in batch):
+            await self._leases_run_out()
         refreshes = [(r, f) for r, f in batch if isinstance(r, _Refresh)]
         batch = [(r, f) for r, f in batch if not isinstance(r, _Refresh)]
         if refreshes:
@@ -238,13 +265,17 @@ class TicketCategory:
             if self.inventory is not None:  # watchers learn at once that a deleted event is off sale
                 self.publisher.publish(self.inventory.figures(), [])
         started = time.perf_counter()
+        now = _now()
         try:
-            outcomes, changes = await self._decide_and_write([request for request, _ in batch], _now())
+            outcomes, changes = await self._decide_and_write([request for request, _ in batch], now)
         except (DBAPIError, StaleWrite) as exc:
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
             self.batches_retried += 1
+            self.lease = None
             outcomes = await self._one_by_one(batch)
             changes = Changes()  # already published per request
+        else:
+            self._grant_lease(now)
         for (request, future), outcome in zip(batch, outcomes):
             if not future.done():
                 future.set_result(outcome)
@@ -253,6 +284,19 @@ class TicketCategory:
         )
         if changes:
             self._publish(changes)
+
+    async def _leases_run_out(self) -> None:
+        """Wait until no caller may still answer from a lease granted earlier (at most one lease long),
+        granting none meanwhile: the batch about to be decided may free seats or change the rules."""
+        self.lease = None
+        if (wait := self.leases_end - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        self.hold_back = False
+
+    def _grant_lease(self, now: datetime) -> None:
+        self.lease = self.inventory.refusal_lease(now, self.lease_seconds) if self.lease_seconds > 0 else None
+        if self.lease is not None:
+            self.leases_end = max(self.leases_end, time.monotonic() + self.lease.seconds)
 
     async def _decide_and_write(self, requests: list[Request], now: datetime) -> tuple[list[Outcome], Changes]:
         """Decide `requests` in arrival order and make the decisions durable.

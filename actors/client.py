@@ -4,6 +4,10 @@ Concurrent requests for the same category from one replica travel in one `submit
 `MAX_IN_FLIGHT` calls per category at a time; whatever arrives meanwhile rides the next one), so a rush
 costs a fraction of a Ray call per request. The actor then commits them together.
 
+While a category is sold out or off sale, its answers carry a refusal lease
+(`domain.inventory.RefusalLease`): until it runs out, the purchases (and holds) it covers are answered
+here, with the very refusal the actor would give, and no call at all.
+
 `CategoryActors` is also the one keeper of a process's tunables (hold duration, per-order maximum): the
 environment's (`ticketing.settings.tunables()`) unless given, overridden by a deployment's user_config
 through `adopt` / `configure`, and handed to every actor it creates or calls.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 
 import ray
@@ -20,7 +25,7 @@ from ray.exceptions import ActorDiedError, RayError
 from actors import NAMESPACE, category_actor_name
 from actors.category import TicketCategory
 from domain.errors import Unavailable
-from domain.inventory import Outcome, Refusal, Request, refuse
+from domain.inventory import Answers, Outcome, Refusal, RefusalLease, Request, refuse
 from storage.database import make_engine
 from storage.events_store import category_exists, on_sale_categories
 from ticketing import settings
@@ -50,6 +55,7 @@ class CategoryActors:
         self.handles: dict[Key, ray.actor.ActorHandle] = {}
         self.pending: dict[Key, list[tuple[Request, asyncio.Future]]] = {}
         self.in_flight: dict[Key, int] = {}
+        self.leases: dict[Key, tuple[float, RefusalLease]] = {}  # (time.monotonic() it ends, lease)
 
     async def handle(self, event_id: int, category_id: int, *, create: bool = True):
         """The category's actor, or None if no such category exists (no actor is made for it).
@@ -73,9 +79,11 @@ class CategoryActors:
         return self.handles[key]
 
     async def call(self, event_id: int, category_id: int, request: Request) -> Outcome:
+        key = (event_id, category_id)
+        if (leased := self._leased_answer(key, request)) is not None:
+            return leased
         if await self.handle(event_id, category_id) is None:
             return refuse(Refusal.CATEGORY_NOT_FOUND)
-        key = (event_id, category_id)
         future = asyncio.get_running_loop().create_future()
         queue = self.pending.setdefault(key, [])
         queue.append((request, future))
@@ -89,6 +97,22 @@ class CategoryActors:
             self.in_flight[key] = self.in_flight.get(key, 0) + 1
             asyncio.get_running_loop().create_task(self._send(key, queue))
 
+    def _leased_answer(self, key: Key, request: Request) -> Outcome | None:
+        if (held := self.leases.get(key)) is None:
+            return None
+        ends, lease = held
+        if time.monotonic() >= ends:
+            del self.leases[key]
+            return None
+        return lease.answer(request)
+
+    def _take_lease(self, key: Key, answers: Answers, sent: float) -> None:
+        # Counted from before the call was sent: it ends no later than the actor's own count of it.
+        if answers.lease is None:
+            self.leases.pop(key, None)
+        else:
+            self.leases[key] = (sent + answers.lease.seconds, answers.lease)
+
     async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
         requests = [request for request, _ in queue]
         results: list[Outcome] | None = None
@@ -98,14 +122,17 @@ class CategoryActors:
                 if handle is None:  # deleted meanwhile
                     results = [refuse(Refusal.CATEGORY_NOT_FOUND) for _ in queue]
                     break
+                sent = time.monotonic()
                 try:
-                    results = await handle.submit.remote(requests, self._tunables_sent)
+                    answers = await handle.submit.remote(requests, self._tunables_sent)
                 except ActorDiedError:
                     # Gone for good, not restarting: in this system only an actor that retired (idle,
                     # no hold, see TicketCategory._retire) is, and it decided nothing; its successor will.
                     # (Operators stop a category actor with a plain ray.kill, which restarts it.)
-                    results = None
-                if results is not None:
+                    answers = None
+                if answers is not None:
+                    results = answers.outcomes
+                    self._take_lease(key, answers, sent)
                     break
                 self._forget(key, handle)  # retired without deciding anything: its successor decides
             if results is None:

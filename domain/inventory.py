@@ -178,6 +178,54 @@ def refuse(refusal: Refusal, available: int | None = None, limit: int | None = N
     return Outcome(refusal=refusal, available=available, limit=limit)
 
 
+# ---- refusal leases: a caller may answer what the category would refuse anyway -----------------------
+
+
+def may_free_seats(request: Request) -> bool:
+    """Can deciding `request` make seats available? (A category holds these back while a lease runs.)"""
+    return isinstance(request, (CancelRequest, ReleaseRequest, ReleaseSessionRequest))
+
+
+@dataclass(frozen=True)
+class RefusalLease:
+    """A category's promise to the caller it answers: for `seconds` from when that caller sent its call,
+    every new purchase (and hold, if `holds`) of 1..`max_per_order` seats would be refused with the same
+    answer, whoever asks. So the caller may answer those requests itself, without a call.
+
+    It holds because nothing that could change that answer happens while a lease may run:
+    `CategoryInventory.refusal_lease` ends it before the next hold expires and before the event starts,
+    and the category actor holds back cancellations, releases, refreshes and new settings until every
+    lease it granted has run out (`may_free_seats`). A seat freed by a cancellation is therefore sellable
+    to everyone once the cancellation is answered."""
+
+    seconds: float
+    closed: Refusal | None  # OFF_SALE or EVENT_PAST: every purchase and hold; None: sold out
+    max_per_order: int
+    holds: bool  # sold out with no active hold: no hold request can be ALREADY_HOLDING either
+
+    def answer(self, request: Request) -> Outcome | None:
+        """The category's answer to `request`, if this lease covers it; None: ask the category."""
+        if isinstance(request, PurchaseRequest):
+            sold_out = Refusal.NOT_ENOUGH_TO_BUY
+        elif isinstance(request, HoldRequest) and (self.holds or self.closed is not None):
+            sold_out = Refusal.NOT_ENOUGH_TO_HOLD
+        else:
+            return None
+        if self.closed is not None:
+            return refuse(self.closed)
+        if type(request.quantity) is int and 1 <= request.quantity <= self.max_per_order:
+            return refuse(sold_out, 0)
+        return None  # a bad quantity: the category says why
+
+
+@dataclass
+class Answers:
+    """A category actor's reply to one call: an Outcome per request, in order, and the lease it grants."""
+
+    outcomes: list[Outcome]
+    lease: RefusalLease | None = None
+
+
 # ---- the per-account ticket limit of an event --------------------------------------------------------
 
 
@@ -296,12 +344,35 @@ class CategoryInventory:
         }[type(request)]
         return handler(request, now)
 
+    def refusal_lease(self, now: datetime, longest: float) -> RefusalLease | None:
+        """The lease (at most `longest` seconds) a caller may take with answers decided at `now`: while
+        the category refuses every purchase whoever asks (off sale, past, or sold out without a per-account
+        ticket limit, whose refusal would depend on the buyer). A sold-out lease ends before the next hold
+        expires and before the event starts."""
+        closed = self._closed(now)
+        seconds = longest
+        if closed is None:
+            if self.available > 0 or self.info.ticket_limit is not None:
+                return None
+            seconds = min(seconds, (self.info.event_date - now).total_seconds())
+            if (due := self.next_expiry()) is not None:
+                seconds = min(seconds, (due - now).total_seconds())
+        if seconds <= 0:
+            return None
+        return RefusalLease(seconds, closed, self.max_per_order, holds=not self.holds)
+
     # -- checks shared by holds and purchases --
-    def _sale_refusal(self, quantity: object, now: datetime) -> Outcome | None:
+    def _closed(self, now: datetime) -> Refusal | None:
+        """Why nobody may hold or buy at all right now, if so."""
         if not self.info.event_active or not self.info.category_active:
-            return refuse(Refusal.OFF_SALE)
+            return Refusal.OFF_SALE
         if self.info.event_date <= now:
-            return refuse(Refusal.EVENT_PAST)
+            return Refusal.EVENT_PAST
+        return None
+
+    def _sale_refusal(self, quantity: object, now: datetime) -> Outcome | None:
+        if closed := self._closed(now):
+            return refuse(closed)
         if type(quantity) is not int or not 1 <= quantity <= self.max_per_order:
             return refuse(Refusal.BAD_QUANTITY, limit=self.max_per_order)
         return None

@@ -93,6 +93,13 @@ def publish_interval_seconds() -> float:
     return float(os.environ.get("TICKETING_PUBLISH_INTERVAL_S", "0.05"))
 
 
+def refusal_lease_seconds() -> float:
+    """`TICKETING_REFUSAL_LEASE_S`: how long a caller may answer a sold-out or off-sale category's refusals
+    itself (domain.inventory.RefusalLease), and so how long a cancellation or release may wait for the
+    leases to run out (0: no leases; every request reaches the category actor)."""
+    return float(os.environ.get("TICKETING_REFUSAL_LEASE_S", "0.05"))
+
+
 def rate_limits() -> str | None:
     """`TICKETING_RATE_LIMITS`: abuse limits laid over the defaults of `domain.limits`, as text
     (`"hold.address=40 + 10/min, login.account=off"`, or `"off"`); user_config's `rate_limits` wins."""

@@ -8,13 +8,23 @@ answers and the retries.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from types import SimpleNamespace
 
 import pytest
 from ray.exceptions import ActorDiedError, RayActorError
 
 from actors.client import MAX_IN_FLIGHT, RETIRED_RETRIES, CategoryActors
-from domain.inventory import HoldRequest, Outcome, Refusal
+from domain.inventory import (
+    Answers,
+    ConfirmRequest,
+    HoldRequest,
+    Outcome,
+    PurchaseRequest,
+    Refusal,
+    RefusalLease,
+    refuse,
+)
 
 EVENT, CATEGORY = 7, 3
 TUNABLES = {"hold_seconds": 60.0, "max_per_order": 10}
@@ -36,10 +46,10 @@ class FakeActor:
     def open_batches(self) -> list[list]:
         return [requests for requests, future in self.batches if not future.done()]
 
-    def answer(self, index: int) -> None:
+    def answer(self, index: int, lease: RefusalLease | None = None) -> None:
         """Answer batch `index`: each request gets an outcome that names its user (available=user_id)."""
         requests, future = self.batches[index]
-        future.set_result([Outcome(available=r.user_id) for r in requests])
+        future.set_result(Answers([Outcome(available=r.user_id) for r in requests], lease))
 
 
 class Actors(CategoryActors):
@@ -176,5 +186,56 @@ def test_successors_that_all_retire_end_in_unavailable():
             actor.batches[0][1].set_result(None)
         results = await asyncio.gather(*tasks)
         assert [r.refusal for r in results] == [Refusal.UNAVAILABLE] * 3
+
+    run(scenario())
+
+
+SOLD_OUT = RefusalLease(seconds=0.2, closed=None, max_per_order=10, holds=True)
+
+
+def test_while_a_lease_runs_the_requests_it_covers_are_answered_without_a_call():
+    async def scenario():
+        actor = FakeActor()
+        client = Actors(actor)
+        first = calls(client, [1])
+        await settle()
+        actor.answer(0, lease=SOLD_OUT)
+        await first[0]
+        bought = await client.call(EVENT, CATEGORY, PurchaseRequest(2, 3))
+        held = await client.call(EVENT, CATEGORY, HoldRequest(3, 1))
+        assert (bought, held) == (refuse(Refusal.NOT_ENOUGH_TO_BUY, 0), refuse(Refusal.NOT_ENOUGH_TO_HOLD, 0))
+        assert len(actor.batches) == 1  # no call
+        # What the lease does not cover still goes to the actor: a confirmation, a bad quantity.
+        others = [asyncio.create_task(client.call(EVENT, CATEGORY, r))
+                  for r in (ConfirmRequest(4, uuid.uuid4()), PurchaseRequest(5, 0))]
+        await settle()
+        assert [len(b) for b in actor.open_batches()] == [2]
+        actor.answer(1)  # no lease with this answer: the category changed, the old lease is dropped
+        await asyncio.gather(*others)
+        later = calls(client, [6])
+        await settle()
+        assert len(actor.open_batches()) == 1
+        actor.answer(2)
+        await later[0]
+
+    run(scenario())
+
+
+def test_a_lease_runs_out_counted_from_when_its_call_was_sent():
+    async def scenario():
+        actor = FakeActor()
+        client = Actors(actor)
+        first = calls(client, [1])
+        await settle()
+        await asyncio.sleep(0.6)  # the actor takes its time to answer: that time counts
+        actor.answer(0, lease=RefusalLease(seconds=1.0, closed=None, max_per_order=10, holds=True))
+        await first[0]
+        assert (await client.call(EVENT, CATEGORY, PurchaseRequest(2, 1))).refusal is Refusal.NOT_ENOUGH_TO_BUY
+        await asyncio.sleep(0.5)  # 1.1 s after the call was sent: over, though answered 0.5 s ago
+        later = asyncio.create_task(client.call(EVENT, CATEGORY, PurchaseRequest(3, 1)))
+        await settle()
+        assert actor.open_batches() == [[PurchaseRequest(3, 1)]]
+        actor.answer(1)
+        assert (await later).available == 3
 
     run(scenario())
