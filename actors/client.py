@@ -24,6 +24,7 @@ from ray.exceptions import ActorDiedError, RayError
 
 from actors import NAMESPACE, category_actor_name
 from actors.category import TicketCategory
+from actors.metrics import LeaseMetrics
 from domain.errors import Unavailable
 from domain.inventory import Answers, Outcome, Refusal, RefusalLease, Request, refuse
 from storage.database import make_engine
@@ -56,6 +57,8 @@ class CategoryActors:
         self.pending: dict[Key, list[tuple[Request, asyncio.Future]]] = {}
         self.in_flight: dict[Key, int] = {}
         self.leases: dict[Key, tuple[float, RefusalLease]] = {}  # (time.monotonic() it ends, lease)
+        self.lease_metrics = LeaseMetrics()
+        self.lease_metrics_due = False
 
     async def handle(self, event_id: int, category_id: int, *, create: bool = True):
         """The category's actor, or None if no such category exists (no actor is made for it).
@@ -104,14 +107,23 @@ class CategoryActors:
         if time.monotonic() >= ends:
             del self.leases[key]
             return None
-        return lease.answer(request)
+        if (answer := lease.answer(request)) is not None:
+            self.lease_metrics.count(*key, request)
+        return answer
 
     def _take_lease(self, key: Key, answers: Answers, sent: float) -> None:
         # Counted from before the call was sent: it ends no later than the actor's own count of it.
         if answers.lease is None:
             self.leases.pop(key, None)
-        else:
-            self.leases[key] = (sent + answers.lease.seconds, answers.lease)
+            return
+        self.leases[key] = (sent + answers.lease.seconds, answers.lease)
+        if not self.lease_metrics_due:  # what this lease answers is counted about when it runs out
+            self.lease_metrics_due = True
+            asyncio.get_running_loop().call_later(answers.lease.seconds, self._flush_lease_metrics)
+
+    def _flush_lease_metrics(self) -> None:
+        self.lease_metrics_due = False
+        self.lease_metrics.flush()
 
     async def _send(self, key: Key, queue: list[tuple[Request, asyncio.Future]]) -> None:
         requests = [request for request, _ in queue]

@@ -4,13 +4,23 @@ from __future__ import annotations
 from ray.util import metrics
 
 _TAGS = ("event_id", "category_id")
-_held = _sold = _available = _granted = _refused = _latency = _request_latency = None
+_held = _sold = _available = _granted = _refused = _latency = _request_latency = _refused_by_lease = None
+
+
+def request_kind(request) -> str:
+    """The `kind` tag of a request: hold, release, releasesession, confirm, purchase, cancel."""
+    return type(request).__name__.removesuffix("Request").lower()
 
 
 def _init() -> None:
-    global _held, _sold, _available, _granted, _refused, _latency, _request_latency
+    global _held, _sold, _available, _granted, _refused, _latency, _request_latency, _refused_by_lease
     if _held is not None:
         return
+    _refused_by_lease = metrics.Counter(
+        "ticketing_requests_refused_by_lease",
+        "Requests a replica refused itself under a category's refusal lease (not in ticketing_requests_refused)",
+        _TAGS + ("kind",),
+    )
     _held = metrics.Gauge("ticketing_held_seats", "Seats held (locked) right now", _TAGS)
     _sold = metrics.Gauge("ticketing_sold_seats", "Seats sold (confirmed orders)", _TAGS)
     _available = metrics.Gauge("ticketing_available_seats", "Seats free to hold or buy", _TAGS)
@@ -45,10 +55,30 @@ class CategoryMetrics:
         _available.set(figures["availableSeats"], tags=self.tags)
         counts: dict[tuple[bool, str], int] = {}
         for request, outcome in requests_and_outcomes:
-            key = (outcome.ok, type(request).__name__.removesuffix("Request").lower())
+            key = (outcome.ok, request_kind(request))
             counts[key] = counts.get(key, 0) + 1
         for (ok, kind), n in counts.items():
             (_granted if ok else _refused).inc(n, tags={**self.tags, "kind": kind})
+
+
+class LeaseMetrics:
+    """Refusals one replica answered from refusal leases, counted here and handed to Ray in bulk (`flush`):
+    one metric update per answer would cost a rush's cheapest answers a good part of their CPU."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[int, int, str], int] = {}
+
+    def count(self, event_id: int, category_id: int, request) -> None:
+        key = (event_id, category_id, request_kind(request))
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self) -> None:
+        if not self.counts:
+            return
+        _init()
+        counts, self.counts = self.counts, {}
+        for (event_id, category_id, kind), n in counts.items():
+            _refused_by_lease.inc(n, tags={"event_id": str(event_id), "category_id": str(category_id), "kind": kind})
 
 
 _QUEUE_TAGS = ("event_id",)

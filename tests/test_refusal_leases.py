@@ -18,6 +18,7 @@ from actors.category import TicketCategory
 from actors.client import CategoryActors
 from domain.inventory import PurchaseRequest, Refusal
 from tests.helpers import assert_consistent, new_category, person, wait_until
+from tests.test_metrics import samples, scrape_until
 
 pytestmark = pytest.mark.usefixtures("fast_users")
 
@@ -152,3 +153,20 @@ def test_an_event_put_back_on_sale_sells_at_once(http, database_url):
     assert replica.lease() is not None and replica.lease().closed is Refusal.OFF_SALE
     assert http.put(event, json={"isActive": True}, headers=org["headers"]).status_code == 200
     assert replica.buy(person()).ok
+
+
+def test_refusals_a_replica_answers_from_a_lease_are_counted(ray_cluster, http, two_seats_sold):
+    cat, *_ = two_seats_sold
+    for _ in range(6):  # after its first refusal (if that), each Gateway replica answers from its lease
+        assert post(http, "/api/orders", person(), {**cat["body"], "quantity": 1}).status_code == 400
+    port = ray_cluster._private.worker.global_worker.node.metrics_export_port
+    tags = {"event_id": str(cat["event"]), "category_id": str(cat["category"]), "kind": "purchase"}
+
+    def counts(text: str) -> tuple[float, float]:
+        return (sum(samples(text, "ray_ticketing_requests_refused_total", **tags)),
+                sum(samples(text, "ray_ticketing_requests_refused_by_lease_total", **tags)))
+
+    text = scrape_until(f"http://127.0.0.1:{port}/metrics", lambda t: sum(counts(t)) >= 7)
+    by_actor, by_lease = counts(text)
+    assert by_actor + by_lease == 7  # the test's replica's refusal and the six over HTTP, each once
+    assert by_lease >= 2  # at most one per Gateway replica (at most four) reached the actor
