@@ -170,3 +170,14 @@ def test_refusals_a_replica_answers_from_a_lease_are_counted(ray_cluster, http, 
     by_actor, by_lease = counts(text)
     assert by_actor + by_lease == 7  # the test's replica's refusal and the six over HTTP, each once
     assert by_lease >= 2  # at most one per Gateway replica (at most four) reached the actor
+
+
+def test_a_new_maximum_per_order_is_not_decided_while_a_lease_under_the_old_one_runs(two_seats_sold, database_url):
+    """Buyers see one order of events: once the category decides with the new maximum, no replica still
+    answers from a lease granted under the old one."""
+    cat, _, _, replica = two_seats_sold
+    actor = ray.get_actor(category_actor_name(cat["event"], cat["category"]), namespace=NAMESPACE)
+    ray.get(actor.configure.remote({"max_per_order": 1}), timeout=60)
+    other = Replica(cat, database_url)  # a replica without a lease: its request reaches the actor
+    assert other.buy(person(), quantity=2).refusal is Refusal.BAD_QUANTITY  # decided under the new maximum
+    assert replica.buy(person(), quantity=2).refusal is Refusal.BAD_QUANTITY  # so no lease may say otherwise
