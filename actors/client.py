@@ -104,11 +104,15 @@ class CategoryActors:
         if (held := self.leases.get(key)) is None:
             return None
         ends, lease = held
-        if time.monotonic() >= ends:
+        now = time.monotonic()
+        if now >= ends:
             del self.leases[key]
             return None
         if (answer := lease.answer(request)) is not None:
             self.lease_metrics.count(*key, request)
+            if not self.lease_metrics_due:  # counted in bulk when this lease runs out
+                self.lease_metrics_due = True
+                asyncio.get_running_loop().call_later(ends - now, self._flush_lease_metrics)
         return answer
 
     def _take_lease(self, key: Key, answers: Answers, sent: float) -> None:
@@ -117,9 +121,6 @@ class CategoryActors:
             self.leases.pop(key, None)
             return
         self.leases[key] = (sent + answers.lease.seconds, answers.lease)
-        if not self.lease_metrics_due:  # what this lease answers is counted about when it runs out
-            self.lease_metrics_due = True
-            asyncio.get_running_loop().call_later(answers.lease.seconds, self._flush_lease_metrics)
 
     def _flush_lease_metrics(self) -> None:
         self.lease_metrics_due = False

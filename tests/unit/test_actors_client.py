@@ -231,7 +231,9 @@ def test_a_lease_runs_out_counted_from_when_its_call_was_sent():
         actor.answer(0, lease=RefusalLease(seconds=1.0, closed=None, max_per_order=10, holds=True))
         await first[0]
         assert (await client.call(EVENT, CATEGORY, PurchaseRequest(2, 1))).refusal is Refusal.NOT_ENOUGH_TO_BUY
+        assert client.lease_metrics.counts == {(EVENT, CATEGORY, "purchase"): 1}  # counted, not yet handed to Ray
         await asyncio.sleep(0.5)  # 1.1 s after the call was sent: over, though answered 0.5 s ago
+        assert client.lease_metrics.counts == {}  # handed to Ray when the lease ran out
         later = asyncio.create_task(client.call(EVENT, CATEGORY, PurchaseRequest(3, 1)))
         await settle()
         assert actor.open_batches() == [[PurchaseRequest(3, 1)]]
