@@ -183,6 +183,33 @@ def category_actor(event_id: int, category_id: int):
     return ray.get_actor(category_actor_name(event_id, category_id), namespace=NAMESPACE)
 
 
+def replace_category_actor(event_id: int, category_id: int, database_url: str, tunables: dict,
+                           env: dict | None = None):
+    """Stop the category's actor for good and start another under its name, with these creation
+    `tunables` (and environment `env`), as an older deployment or another setting would have left it.
+    Returns the new actor's handle once it has loaded the category."""
+    import ray
+
+    from actors.category import TicketCategory
+
+    name = category_actor_name(event_id, category_id)
+    ray.kill(category_actor(event_id, category_id), no_restart=True)
+
+    def gone() -> bool:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return True
+        return False
+
+    wait_until(gone, timeout=60, interval=0.1)
+    options = {"runtime_env": {"env_vars": env}} if env else {}
+    actor = TicketCategory.options(name=name, namespace=NAMESPACE, lifetime="detached", **options).remote(
+        database_url, event_id, category_id, tunables)
+    ray.get(actor.figures.remote(), timeout=120)
+    return actor
+
+
 def actor_figures(event_id: int, category_id: int) -> dict:
     import ray
 

@@ -28,6 +28,7 @@ from tests.helpers import (
     many_buyers,
     new_category,
     person,
+    replace_category_actor,
     scalar,
     wait_until,
 )
@@ -316,26 +317,10 @@ def test_deleting_an_event_while_its_actor_restarts(http, db, attempt):
 
 def test_a_restarted_actor_takes_the_callers_settings_not_its_stale_creation_arguments(http, database_url):
     """Ray replays the creation arguments on restart; they must not bring back an old hold duration."""
-    from actors import NAMESPACE, category_actor_name
-    from actors.category import TicketCategory
-
     cat = new_category(http, seats=5)
     # The gateway created the actor with its own settings when the category was created; replace it by
     # one created with other ("stale") arguments, as an older deployment would have left behind.
-    ray.kill(actor(cat), no_restart=True)
-    name = category_actor_name(cat["event"], cat["category"])
-
-    def gone() -> bool:
-        try:
-            ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            return True
-        return False
-
-    wait_until(gone, timeout=60, interval=0.1)
-    created = TicketCategory.options(name=name, namespace=NAMESPACE, lifetime="detached").remote(
-        database_url, cat["event"], cat["category"], {"hold_seconds": 5, "max_per_order": 10})
-    ray.get(created.figures.remote())
+    replace_category_actor(cat["event"], cat["category"], database_url, {"hold_seconds": 5, "max_per_order": 10})
 
     def held_for(user) -> float:
         r = http.post("/api/holds", json={**cat["body"], "quantity": 1}, headers=user["headers"])

@@ -14,10 +14,9 @@ import pytest
 import ray
 
 from actors import NAMESPACE, category_actor_name
-from actors.category import TicketCategory
 from actors.client import CategoryActors
 from domain.inventory import PurchaseRequest, Refusal
-from tests.helpers import assert_consistent, new_category, person, wait_until
+from tests.helpers import assert_consistent, new_category, person, replace_category_actor, wait_until
 from tests.test_metrics import samples, scrape_until
 
 pytestmark = pytest.mark.usefixtures("fast_users")
@@ -30,22 +29,8 @@ SOLD_OUT_BODY = {"statusCode": 400, "message": "Not enough tickets available. On
 
 def long_lease_actor(cat: dict, database_url: str, tunables: dict = TUNABLES) -> None:
     """Replace the category's actor (made when the category was) by one that grants LEASE_S leases."""
-    name = category_actor_name(cat["event"], cat["category"])
-    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-
-    def gone() -> bool:
-        try:
-            ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            return True
-        return False
-
-    wait_until(gone, timeout=60, interval=0.1)
-    actor = TicketCategory.options(
-        name=name, namespace=NAMESPACE, lifetime="detached",
-        runtime_env={"env_vars": {"TICKETING_REFUSAL_LEASE_S": str(LEASE_S)}},
-    ).remote(database_url, cat["event"], cat["category"], tunables)
-    ray.get(actor.figures.remote(), timeout=120)
+    replace_category_actor(cat["event"], cat["category"], database_url, tunables,
+                           env={"TICKETING_REFUSAL_LEASE_S": str(LEASE_S)})
 
 
 def post(http, path: str, user: dict, body: dict | None = None):
