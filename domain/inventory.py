@@ -189,8 +189,8 @@ def may_free_seats(request: Request) -> bool:
 @dataclass(frozen=True)
 class RefusalLease:
     """A category's promise to the caller it answers: for `seconds` from when that caller sent its call,
-    every new purchase (and hold, if `holds`) of 1..`max_per_order` seats would be refused with the same
-    answer, whoever asks. So the caller may answer those requests itself, without a call.
+    every new purchase of 1..`max_per_order` seats, and every such hold by someone not among `holders`,
+    would be refused with the same answer. So the caller may answer those requests itself, without a call.
 
     It holds because nothing that could change that answer happens while a lease may run:
     `CategoryInventory.refusal_lease` ends it before the next hold expires and before the event starts,
@@ -201,14 +201,14 @@ class RefusalLease:
     seconds: float
     closed: Refusal | None  # OFF_SALE or EVENT_PAST: every purchase and hold; None: sold out
     max_per_order: int
-    holds: bool  # sold out with no active hold: no hold request can be ALREADY_HOLDING either
+    holders: frozenset[int]  # users holding seats here: their hold requests may be ALREADY_HOLDING
 
     def answer(self, request: Request) -> Outcome | None:
         """The category's answer to `request`, if this lease covers it; None: ask the category."""
         if isinstance(request, PurchaseRequest):
             sold_out = Refusal.NOT_ENOUGH_TO_BUY
-        elif isinstance(request, HoldRequest) and (self.holds or self.closed is not None):
-            sold_out = Refusal.NOT_ENOUGH_TO_HOLD
+        elif isinstance(request, HoldRequest) and (self.closed is not None or request.user_id not in self.holders):
+            sold_out = Refusal.NOT_ENOUGH_TO_HOLD  # nobody becomes a holder while a sold-out lease runs
         else:
             return None
         if self.closed is not None:
@@ -359,7 +359,7 @@ class CategoryInventory:
                 seconds = min(seconds, (due - now).total_seconds())
         if seconds <= 0:
             return None
-        return RefusalLease(seconds, closed, self.max_per_order, holds=not self.holds)
+        return RefusalLease(seconds, closed, self.max_per_order, holders=frozenset(self.hold_of_user))
 
     # -- checks shared by holds and purchases --
     def _closed(self, now: datetime) -> Refusal | None:

@@ -15,7 +15,7 @@ import ray
 
 from actors import NAMESPACE, category_actor_name
 from actors.client import CategoryActors
-from domain.inventory import PurchaseRequest, Refusal
+from domain.inventory import HoldRequest, PurchaseRequest, Refusal
 from tests.helpers import assert_consistent, new_category, person, replace_category_actor, wait_until
 from tests.test_metrics import samples, scrape_until
 
@@ -48,7 +48,12 @@ class Replica:
         self.client = CategoryActors(database_url, TUNABLES)
 
     def buy(self, user: dict, quantity: int = 1):
-        request = PurchaseRequest(user["id"], quantity)
+        return self._call(PurchaseRequest(user["id"], quantity))
+
+    def hold(self, user: dict, quantity: int = 1):
+        return self._call(HoldRequest(user["id"], quantity))
+
+    def _call(self, request):
         return asyncio.run(self.client.call(self.cat["event"], self.cat["category"], request))
 
     def lease(self):
@@ -99,7 +104,7 @@ def test_a_seat_freed_by_a_cancellation_is_sellable_at_once(http, db, two_seats_
     assert (counters["sold"], counters["held"]) == (2, 0)
 
 
-def test_a_seat_freed_by_a_release_is_sellable_at_once(http, db, database_url):
+def test_a_seat_freed_by_a_release_can_be_held_at_once(http, db, database_url):
     cat = new_category(http, seats=1)
     long_lease_actor(cat, database_url)
     holder = person()
@@ -107,11 +112,12 @@ def test_a_seat_freed_by_a_release_is_sellable_at_once(http, db, database_url):
     assert r.status_code == 201, r.text
     replica = Replica(cat, database_url)
     assert replica.buy(person()).refusal is Refusal.NOT_ENOUGH_TO_BUY
-    assert replica.lease() is not None and not replica.lease().holds  # someone holds: holds are not covered
+    assert replica.lease() is not None and replica.lease().holders == {holder["id"]}  # their holds: the actor's
+    assert replica.hold(person()).refusal is Refusal.NOT_ENOUGH_TO_HOLD  # anyone else's: the lease's
     assert http.delete(f"/api/holds/{r.json()['lockId']}", headers=holder["headers"]).status_code == 200
-    assert replica.buy(person()).ok
+    assert replica.hold(person()).ok
     counters = assert_consistent(db, http, cat["event"], cat["category"])
-    assert (counters["sold"], counters["held"]) == (1, 0)
+    assert (counters["sold"], counters["held"]) == (0, 1)
 
 
 def test_a_seat_freed_by_an_expiry_is_sellable_at_once(http, database_url):

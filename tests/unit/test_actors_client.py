@@ -190,7 +190,7 @@ def test_successors_that_all_retire_end_in_unavailable():
     run(scenario())
 
 
-SOLD_OUT = RefusalLease(seconds=0.2, closed=None, max_per_order=10, holds=True)
+SOLD_OUT = RefusalLease(seconds=0.2, closed=None, max_per_order=10, holders=frozenset())
 
 
 def test_while_a_lease_runs_the_requests_it_covers_are_answered_without_a_call():
@@ -228,7 +228,7 @@ def test_a_lease_runs_out_counted_from_when_its_call_was_sent():
         first = calls(client, [1])
         await settle()
         await asyncio.sleep(0.6)  # the actor takes its time to answer: that time counts
-        actor.answer(0, lease=RefusalLease(seconds=1.0, closed=None, max_per_order=10, holds=True))
+        actor.answer(0, lease=RefusalLease(seconds=1.0, closed=None, max_per_order=10, holders=frozenset()))
         await first[0]
         assert (await client.call(EVENT, CATEGORY, PurchaseRequest(2, 1))).refusal is Refusal.NOT_ENOUGH_TO_BUY
         assert client.lease_metrics.counts == {(EVENT, CATEGORY, "purchase"): 1}  # counted, not yet handed to Ray

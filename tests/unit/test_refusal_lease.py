@@ -44,13 +44,13 @@ def test_no_lease_while_seats_are_left_and_none_when_leases_are_off():
 def test_a_sold_out_category_grants_a_lease_of_at_most_the_longest():
     inv = make(total=10, orders=[SoldOrder(1, 1, 10)])
     lease = inv.refusal_lease(NOW, LONGEST)
-    assert lease is not None and lease.seconds == LONGEST and lease.closed is None and lease.holds
+    assert lease is not None and lease.seconds == LONGEST and lease.closed is None and lease.holders == frozenset()
 
 
 def test_a_sold_out_lease_ends_before_the_next_hold_expires():
     inv = make(total=10, orders=[SoldOrder(1, 1, 8)], holds=[active_hold(2, 2, expires_in=0.02)])
     lease = inv.refusal_lease(NOW, LONGEST)
-    assert lease is not None and lease.seconds == pytest.approx(0.02) and not lease.holds
+    assert lease is not None and lease.seconds == pytest.approx(0.02) and lease.holders == {2}
     # due now: the next decision expires it, so there is nothing to promise
     assert inv.refusal_lease(NOW + timedelta(seconds=0.02), LONGEST) is None
 
@@ -90,7 +90,7 @@ def test_a_lease_answers_exactly_as_the_category_would_until_it_runs_out():
     (confirming holds included), gets the category's own answer; uncovered ones are left to it."""
     inv, first, second = sold_out_with_holds()
     lease = inv.refusal_lease(NOW, 60.0)
-    assert lease.seconds == pytest.approx(10.0) and not lease.holds
+    assert lease.seconds == pytest.approx(10.0) and lease.holders == {1, 2}
     covered = 0
     for step, now in enumerate(NOW + timedelta(seconds=s) for s in (0, 3, 6, 9.99)):
         if step == 2:  # a confirmation: seats move from a hold into an order, none is freed
@@ -100,18 +100,21 @@ def test_a_lease_answers_exactly_as_the_category_would_until_it_runs_out():
             if leased is not None:
                 covered += 1
                 assert leased == inv.apply(request, now), (request, now)
-            else:
-                assert isinstance(request, HoldRequest) or not (type(request.quantity) is int
-                                                                and 1 <= request.quantity <= 10)
-    assert covered == 4 * 4 * 3  # purchases of 1, 2 and 10 seats by any of 4 users, at 4 moments
+            else:  # a holder's hold request (ALREADY_HOLDING is possible), or a bad quantity
+                assert (isinstance(request, HoldRequest) and request.user_id in (1, 2)
+                        or not (type(request.quantity) is int and 1 <= request.quantity <= 10))
+    # purchases of 1, 2 and 10 seats by any of 4 users, holds of as many by the 2 who hold none; 4 moments
+    assert covered == (4 * 3 + 2 * 3) * 4
     assert not inv.take_changes().new_holds  # nothing the lease answered was granted
 
 
-def test_hold_requests_are_left_to_the_category_while_someone_holds_seats():
+def test_a_holders_hold_requests_are_left_to_the_category():
     inv, first, _ = sold_out_with_holds()
     lease = inv.refusal_lease(NOW, LONGEST)
     assert lease.answer(HoldRequest(1, 1)) is None
     assert inv.apply(HoldRequest(1, 1), NOW).refusal is Refusal.ALREADY_HOLDING  # why: not NOT_ENOUGH
+    assert lease.answer(HoldRequest(3, 1)) == inv.apply(HoldRequest(3, 1), NOW)  # anyone else: NOT_ENOUGH
+    assert lease.answer(HoldRequest(3, 1)).refusal is Refusal.NOT_ENOUGH_TO_HOLD
 
 
 def test_requests_that_may_free_seats_are_the_ones_a_category_holds_back():
