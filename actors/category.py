@@ -133,10 +133,10 @@ class TicketCategory:
         """New hold duration / per-order maximum (serve_config.yaml user_config); applies to new holds."""
         self.tunables.update(tunables)
         self.configured = True
-        if self.inventory and self.inventory.max_per_order != int(self.tunables["max_per_order"]):
-            self.hold_back = True  # leases granted under the old maximum must run out first
-            self.lease = None
         if self.inventory:
+            if self.inventory.max_per_order != int(self.tunables["max_per_order"]):
+                self.hold_back = True  # leases granted under the old maximum must run out first
+                self.lease = None
             self.inventory.hold_seconds = float(self.tunables["hold_seconds"])
             self.inventory.max_per_order = int(self.tunables["max_per_order"])
 
@@ -294,7 +294,7 @@ class TicketCategory:
         self.hold_back = False
 
     def _grant_lease(self, now: datetime) -> None:
-        self.lease = self.inventory.refusal_lease(now, self.lease_seconds) if self.lease_seconds > 0 else None
+        self.lease = self.inventory.refusal_lease(now, self.lease_seconds)  # None when leases are off (0 s)
         if self.lease is not None:
             self.leases_end = max(self.leases_end, time.monotonic() + self.lease.seconds)
 
