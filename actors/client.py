@@ -115,6 +115,22 @@ class CategoryActors:
                 asyncio.get_running_loop().call_later(ends - now, self._flush_lease_metrics)
         return answer
 
+    def _answer_pending_from_lease(self, key: Key) -> None:
+        """Answer the requests that arrived while a call was in flight from the lease its answer brought,
+        if any: otherwise they would all ride the next call to learn what the lease already says."""
+        if key not in self.leases or not (queue := self.pending.get(key)):
+            return
+        rest = []
+        for request, future in queue:
+            if (answer := self._leased_answer(key, request)) is None:
+                rest.append((request, future))
+            elif not future.done():
+                future.set_result(answer)
+        if rest:
+            self.pending[key] = rest
+        else:
+            del self.pending[key]
+
     def _take_lease(self, key: Key, answers: Answers, sent: float) -> None:
         # Counted from before the call was sent: it ends no later than the actor's own count of it.
         if answers.lease is None:
@@ -160,6 +176,7 @@ class CategoryActors:
             results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         finally:
             self.in_flight[key] -= 1
+            self._answer_pending_from_lease(key)
             if self.pending.get(key) and self.in_flight[key] < MAX_IN_FLIGHT:
                 self._flush(key)
         for (_, future), result in zip(queue, results):

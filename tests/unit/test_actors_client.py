@@ -221,6 +221,30 @@ def test_while_a_lease_runs_the_requests_it_covers_are_answered_without_a_call()
     run(scenario())
 
 
+def test_requests_that_waited_behind_a_call_are_answered_from_the_lease_it_brings():
+    async def scenario():
+        actor = FakeActor()
+        client = Actors(actor)
+        first = calls(client, [1])
+        await settle()
+        # Arrived while the call was in flight: covered by its lease (a purchase, someone's hold) or not
+        # (a confirmation, which only the actor can decide).
+        waiting = [asyncio.create_task(client.call(EVENT, CATEGORY, r))
+                   for r in (PurchaseRequest(2, 1), HoldRequest(3, 2), ConfirmRequest(4, uuid.uuid4()))]
+        await settle()
+        actor.answer(0, lease=SOLD_OUT)
+        await settle()
+        assert await first[0] == Outcome(available=1)
+        assert [[type(r) for r in batch] for batch in actor.open_batches()] == [[ConfirmRequest]]
+        assert [w.result() for w in waiting[:2]] == [refuse(Refusal.NOT_ENOUGH_TO_BUY, 0),
+                                                     refuse(Refusal.NOT_ENOUGH_TO_HOLD, 0)]
+        actor.answer(1, lease=SOLD_OUT)
+        assert (await waiting[2]).available == 4
+        assert client.lease_metrics.counts == {(EVENT, CATEGORY, "purchase"): 1, (EVENT, CATEGORY, "hold"): 1}
+
+    run(scenario())
+
+
 def test_a_lease_runs_out_counted_from_when_its_call_was_sent():
     async def scenario():
         actor = FakeActor()
