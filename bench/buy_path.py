@@ -11,7 +11,10 @@ load generator (C, two threads: not the bottleneck at these rates). Scenarios:
 
   noop        GET /api, 64 connections: the ceiling of one request through ingress and gateway, measured
               before the scenarios and again after them; the ratios are to the mean of the two
-  orders      POST /api/orders, 4,000 orders for 1,000 seats, 64 connections
+  orders      POST /api/orders, 4,000 orders for 1,000 seats, 64 connections, ORDERS_TRIALS times, each
+              on its own fresh event: a rush lasts under two seconds, and a background burst of the
+              machine's (Ray's metrics export, PostgreSQL's autovacuum) moves one rush by up to a tenth.
+              `orders` in the report is the median trial (by answers/s), `orders_trials` every trial
   with_lock   POST /api/holds then POST /api/orders/with-lock, one buyer each, 64 connections
   overload    POST /api/orders, 10,000 orders for 1,000 seats, 1,000 connections
   first_call  the first POST /api/orders of a fresh category against the median of the next 20
@@ -40,6 +43,8 @@ import httpx
 
 from bench.rush import RESULTS, database, free_port, oversell_report, parse_wrk, wrk
 from ticketing.cli import HAPROXY_INGRESS, use_haproxy_ingress
+
+ORDERS_TRIALS = 3
 
 COMMON_LUA = """
 local ffi = require("ffi")
@@ -272,6 +277,19 @@ def orders_rush(base: str, work: Path, buyers: Buyers, organizer: str, db_url: s
     return result
 
 
+def orders_trials(base: str, work: Path, buyers: Buyers, organizer: str, db_url: str, *, trials: int,
+                  label: str) -> tuple[dict, list[dict]]:
+    """The orders rush `trials` times, each on a fresh event: (the median trial by answers/s, all of
+    them in the order they ran). With an even count the lower of the two middle trials is the median."""
+    results = []
+    for n in range(trials):
+        print(f"[{label}] POST /api/orders, 4,000 for 1,000 seats, c64 (trial {n + 1} of {trials}) ...", flush=True)
+        results.append(orders_rush(base, work, buyers, organizer, db_url, name=f"orders{n}", orders=4000,
+                                   seats=1000, connections=64))
+    ranked = sorted(results, key=lambda r: r.get("answers_per_second") or 0)
+    return ranked[(len(ranked) - 1) // 2], results
+
+
 def phases(db_url: str, category: int, result: dict) -> dict | None:
     """The rush's two phases: the sales (from the first order's decision to the last one's, as the orders'
     `created_at` say: a batch's decision time) and the refusals after them (the rest of the run). Each
@@ -362,7 +380,7 @@ def category_behind_the_back(db_url: str, organizer: int) -> tuple[int, int]:
 
 
 def run_system(ingress: str, work: Path, scenarios: list[str], database_url_given: str | None,
-               history: int = 0) -> dict:
+               history: int = 0, trials: int = ORDERS_TRIALS) -> dict:
     if ingress == "haproxy":
         use_haproxy_ingress()
         # HAProxy's stats and metrics listeners have fixed ports by default: free ones, so another
@@ -395,9 +413,8 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
             print(f"[{ingress}] first call of a fresh category ...", flush=True)
             report["first_call"] = first_call(base, buyers, organizer, db_url)
         if "orders" in scenarios:
-            print(f"[{ingress}] POST /api/orders, 4,000 for 1,000 seats, c64 ...", flush=True)
-            report["orders"] = orders_rush(base, work, buyers, organizer, db_url, name="orders", orders=4000,
-                                           seats=1000, connections=64)
+            report["orders"], report["orders_trials"] = orders_trials(
+                base, work, buyers, organizer, db_url, trials=trials, label=ingress)
         if "with_lock" in scenarios:
             print(f"[{ingress}] hold + with-lock, c64 ...", flush=True)
             report["with_lock"] = with_lock_rush(base, work, buyers, organizer, db_url, purchases=4000,
@@ -419,6 +436,9 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
                 for key, field in (("orders", "answers_per_second"), ("with_lock", "purchases_per_second"),
                                    ("overload", "answers_per_second"))
                 if key in report and report[key].get(field)}
+            if "orders_trials" in report:
+                report["ratios_to_noop"]["orders_trials"] = [
+                    round((t.get("answers_per_second") or 0) / noop, 3) for t in report["orders_trials"]]
         return report
     finally:
         system.stop()
@@ -431,6 +451,8 @@ def main() -> None:
     parser.add_argument("--scenarios", default="first_call,orders,with_lock,overload")
     parser.add_argument("--history", type=int, default=0, metavar="N",
                         help="first give the system N earlier buyers (default: an empty database)")
+    parser.add_argument("--orders-trials", type=int, default=ORDERS_TRIALS, metavar="N",
+                        help=f"orders rushes per system, each on a fresh event (default {ORDERS_TRIALS})")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     work = Path(tempfile.mkdtemp(prefix="ticketing-buy-path-"))
@@ -440,10 +462,10 @@ def main() -> None:
     out = RESULTS / f"buy_path-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     report = {"started": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count()},
               "env": {k: v for k, v in os.environ.items() if k.startswith("TICKETING_")}}
-    report["haproxy"] = run_system("haproxy", work, scenarios, given, args.history)
+    report["haproxy"] = run_system("haproxy", work, scenarios, given, args.history, args.orders_trials)
     out.write_text(json.dumps(report, indent=2, default=str))  # kept even if the second system fails
     if args.also_default_proxy:
-        report["default_proxy"] = run_system("default", work, ["orders"], given, args.history)
+        report["default_proxy"] = run_system("default", work, ["orders"], given, args.history, args.orders_trials)
         out.write_text(json.dumps(report, indent=2, default=str))
     print(json.dumps(report, indent=2, default=str))
     print(f"written to {out}")
