@@ -10,7 +10,8 @@ signed by the server's secret (logins are measured on their own by bench/logins.
 load generator (C, two threads: not the bottleneck at these rates). Scenarios:
 
   noop        GET /api, 64 connections: the ceiling of one request through ingress and gateway, measured
-              before the scenarios and again after them; the ratios are to the mean of the two
+              before the scenarios and again after them (before the overload, whose idle connections
+              slow it for a while); the ratios are to the mean of the two
   orders      POST /api/orders, 4,000 orders for 1,000 seats, 64 connections, ORDERS_TRIALS times, each
               on its own fresh event: a rush lasts under two seconds, and a background burst of the
               machine's (Ray's metrics export, PostgreSQL's autovacuum) moves one rush by up to a tenth.
@@ -419,14 +420,16 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
             print(f"[{ingress}] hold + with-lock, c64 ...", flush=True)
             report["with_lock"] = with_lock_rush(base, work, buyers, organizer, db_url, purchases=4000,
                                                  connections=64)
+        # The ceiling again after the scenarios: these shared machines drift (a 10 s no-op gave 967 to
+        # 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to the mean of both. Measured
+        # before the overload: its 1,000 connections leave about 700 idle ones between HAProxy and the
+        # Gateway for 20-40 s, and the no-op ran 7-10 % slower while they stayed (2026-12-05).
+        report["noop_after"] = wrk(base + "/api", 10, 64)
+        report["noop_after"].pop("raw", None)
         if "overload" in scenarios:
             print(f"[{ingress}] overload: 10,000 orders for 1,000 seats, c1000 ...", flush=True)
             report["overload"] = orders_rush(base, work, buyers, organizer, db_url, name="overload", orders=10000,
                                              seats=1000, connections=1000)
-        # The ceiling again after the scenarios: these shared machines drift (a 10 s no-op gave 967 to
-        # 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to the mean of both.
-        report["noop_after"] = wrk(base + "/api", 10, 64)
-        report["noop_after"].pop("raw", None)
         before, after = report["noop"].get("per_second"), report["noop_after"].get("per_second")
         noop = (before + after) / 2 if before and after else before or after
         report["ceiling"] = {"before": before, "after": after, "mean": noop}
