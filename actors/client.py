@@ -95,7 +95,9 @@ class CategoryActors:
         return await future
 
     def _flush(self, key: Key) -> None:
-        queue = self.pending.pop(key, None)
+        # Requests that waited behind a call whose answer brought a lease are answered from it, not sent.
+        queue = [(request, future) for request, future in self.pending.pop(key, ())
+                 if not self._answered_from_lease(key, request, future)]
         if queue:
             self.in_flight[key] = self.in_flight.get(key, 0) + 1
             asyncio.get_running_loop().create_task(self._send(key, queue))
@@ -115,21 +117,12 @@ class CategoryActors:
                 asyncio.get_running_loop().call_later(ends - now, self._flush_lease_metrics)
         return answer
 
-    def _answer_pending_from_lease(self, key: Key) -> None:
-        """Answer the requests that arrived while a call was in flight from the lease its answer brought,
-        if any: otherwise they would all ride the next call to learn what the lease already says."""
-        if key not in self.leases or not (queue := self.pending.get(key)):
-            return
-        rest = []
-        for request, future in queue:
-            if (answer := self._leased_answer(key, request)) is None:
-                rest.append((request, future))
-            elif not future.done():
-                future.set_result(answer)
-        if rest:
-            self.pending[key] = rest
-        else:
-            del self.pending[key]
+    def _answered_from_lease(self, key: Key, request: Request, future: asyncio.Future) -> bool:
+        if (answer := self._leased_answer(key, request)) is None:
+            return False
+        if not future.done():
+            future.set_result(answer)
+        return True
 
     def _take_lease(self, key: Key, answers: Answers, sent: float) -> None:
         # Counted from before the call was sent: it ends no later than the actor's own count of it.
@@ -176,7 +169,6 @@ class CategoryActors:
             results = [refuse(Refusal.UNAVAILABLE) for _ in queue]
         finally:
             self.in_flight[key] -= 1
-            self._answer_pending_from_lease(key)
             if self.pending.get(key) and self.in_flight[key] < MAX_IN_FLIGHT:
                 self._flush(key)
         for (_, future), result in zip(queue, results):
