@@ -485,8 +485,7 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
                 report["ratios_to_noop"]["orders_trials"] = [
                     round((t.get("answers_per_second") or 0) / noop, 3) for t in report["orders_trials"]]
         if beside := [t["ratio_to_noop_beside"] for t in report.get("orders_trials", ()) if "ratio_to_noop_beside" in t]:
-            report["ratios_to_noop_beside"] = {"orders": sorted(beside)[(len(beside) - 1) // 2],
-                                               "orders_trials": beside}
+            report["ratios_to_noop_beside"] = {"orders": statistics.median_low(beside), "orders_trials": beside}
         return report
     finally:
         system.stop()
