@@ -10,6 +10,13 @@ log = logging.getLogger(__name__)
 # Every Serve replica and every category actor keeps a small pool; PostgreSQL's default of 100
 # connections is too few for a few hundred categories plus tests.
 MAX_CONNECTIONS = 500
+# A new WAL segment is created by the backend whose commit first needs it, and every commit waits behind
+# it. PostgreSQL fills it with 16 MiB of zeros first (`wal_init_zero`), which the disk must take while a
+# rush is committing: measured 2026-12-05 on the 2-core machine (BENCHMARKS.md), the category batch
+# that crossed into a new segment took 107 ms instead of at most 20-30 ms, and its rush's p99 rose to
+# 135-173 ms. Off, creating a segment writes its last byte only; none of ten rushes had a batch over 31
+# ms. A server that has run for a while mostly recycles old segments; a new data folder has none.
+RELOADABLE_SETTINGS = {"wal_init_zero": "off"}
 
 
 def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
@@ -22,10 +29,26 @@ def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
 
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-    if int(server.psql("SHOW max_connections;").split()[2]) < MAX_CONNECTIONS:
+    _apply_reloadable_settings(server)
+    if int(_show(server, "max_connections")) < MAX_CONNECTIONS:
         _raise_connection_limit(server, pgdata)
     log.info("embedded PostgreSQL at %s", pgdata)
     return server.get_uri()
+
+
+def _show(server, name: str) -> str:
+    return server.psql(f"SHOW {name};").split()[2]  # psql's table: name, dashes, value, row count
+
+
+def _apply_reloadable_settings(server) -> None:
+    """Settings a reload applies, kept in the data folder (ALTER SYSTEM) and checked at every start."""
+    changed = False
+    for name, value in RELOADABLE_SETTINGS.items():
+        if _show(server, name) != value:
+            server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+            changed = True
+    if changed:
+        server.psql("SELECT pg_reload_conf();")
 
 
 def _raise_connection_limit(server, pgdata: Path) -> None:

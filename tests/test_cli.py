@@ -132,9 +132,18 @@ def test_db_stop_stops_the_embedded_database(tmp_path):
         url = start_embedded(tmp_path / "pgdata")
     except subprocess.SubprocessError:  # pgserver gives pg_ctl 10 s to start: once more on a loaded machine
         url = start_embedded(tmp_path / "pgdata")
-    engine = create_engine(normalise_url(url))
+    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        assert conn.execute(text("select 1")).scalar() == 1
+        assert conn.execute(text("show max_connections")).scalar() == "500"
+        # New WAL segments are not zero-filled under a rush's commits (storage.embedded), and a data
+        # folder whose setting was changed gets it back at the next start.
+        assert conn.execute(text("show wal_init_zero")).scalar() == "off"
+        conn.execute(text("alter system set wal_init_zero = on"))
+        conn.execute(text("select pg_reload_conf()"))
+    start_embedded(tmp_path / "pgdata")
+    engine.dispose()  # a new session: it reads the settings as the server now has them
+    with engine.connect() as conn:
+        assert conn.execute(text("show wal_init_zero")).scalar() == "off"
     engine.dispose()
     r = run("db-stop", "--data-dir", str(tmp_path))
     assert r.returncode == 0 and "stopped" in r.stdout, r.stdout + r.stderr
