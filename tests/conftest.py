@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tests import session_apps
-from ticketing.local import free_port
+from ticketing.local import free_port, use_node_environment
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+use_node_environment()  # the Ray node as `ticketing serve` starts it (metrics every 2 s)
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # Every event the tests create gets its category actors at once (about 80 MB each): idle ones with no
 # active hold end after 20 s so a session of hundreds of events fits in memory (production default: never).

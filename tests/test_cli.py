@@ -117,6 +117,17 @@ def test_serve_on_haproxy_times_out_half_finished_requests():
     assert ingress_environment("default") == {}
 
 
+def test_serve_and_start_local_start_ray_with_the_node_settings(monkeypatch):
+    from ticketing.local import use_node_environment
+
+    monkeypatch.delenv("RAY_metrics_report_interval_ms", raising=False)
+    use_node_environment()
+    assert os.environ["RAY_metrics_report_interval_ms"] == "2000"  # metrics every 2 s, not in 10 s bursts
+    monkeypatch.setenv("RAY_metrics_report_interval_ms", "5000")
+    use_node_environment()  # what the caller set wins
+    assert os.environ["RAY_metrics_report_interval_ms"] == "5000"
+
+
 def test_db_stop_without_a_database_says_so(tmp_path):
     r = run("db-stop", "--data-dir", str(tmp_path))
     assert r.returncode == 0 and "no embedded PostgreSQL" in r.stdout

@@ -188,6 +188,12 @@ def test_cluster_yaml_passes_ray_validation():
     # Replicas on every node need the shared database and JWT secret from the environment.
     assert all("ticketing.env" in " ".join(cmds) for cmds in (ready["head_start_ray_commands"],
                                                               ready["worker_start_ray_commands"]))
+    # Every node starts with the node settings `ticketing serve` uses, before ticketing.env (which wins).
+    from ticketing.local import RAY_NODE_ENVIRONMENT
+
+    for commands in (head, worker):
+        for name, value in RAY_NODE_ENVIRONMENT.items():
+            assert f"{name}={value} && . ~/ticketing.env" in commands
 
 
 def test_ray_validation_rejects_a_broken_cluster_yaml():

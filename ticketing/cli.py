@@ -52,7 +52,7 @@ class _Spelled(yaml.SafeDumper):
 
 
 def cmd_serve(args) -> int:
-    from ticketing.local import local_config
+    from ticketing.local import local_config, use_node_environment
 
     data_dir = _data_dir(args)
     tunables = {k: v for k, v in (("hold_seconds", args.hold_seconds), ("max_per_order", args.max_per_order))
@@ -73,6 +73,7 @@ def cmd_serve(args) -> int:
     # replica and category actor inherits DATABASE_URL without the URL appearing in the Serve config.
     os.environ["DATABASE_URL"] = resolve_database_url(data_dir)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    use_node_environment()
     for name, value in ingress_environment(args.ingress).items():
         os.environ.setdefault(name, value)  # what the caller set wins
     data_dir.mkdir(parents=True, exist_ok=True)
