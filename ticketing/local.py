@@ -24,9 +24,9 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "serve_config.yaml"
 # Every Ray process hands its metrics to the node's dashboard agent every `RAY_metrics_report_interval_ms`
 # (Ray's default 10 s), and Ray 2.60's agent records each histogram observation of the interval again,
 # one call each (about 11 us each; Serve records two per HTTP request). Every 10 s that is a burst of up
-# to 0.6 s of CPU at niceness 0, above the replicas' 15, which landed in whichever rush ran then.
+# to 1 s of CPU at niceness 0, above the replicas' 15, which landed in whichever rush ran then.
 # Measured 2026-12-05 (BENCHMARKS.md): every 2 s, the agent took 0.06-0.11 s in each orders rush
-# instead of up to 0.49 s in one of them, and the trials of a run spread less; the idle agent takes
+# instead of up to 0.57 s in one of them, and the trials of a run spread less; the idle agent takes
 # about 2 % of a core instead of 1 %. The dashboard's figures are 2 s old at most instead of 10.
 RAY_NODE_ENVIRONMENT = {"RAY_metrics_report_interval_ms": "2000"}
 
