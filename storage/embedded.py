@@ -13,9 +13,10 @@ MAX_CONNECTIONS = 500
 # A new WAL segment is created by the backend whose commit first needs it, and every commit waits behind
 # it. PostgreSQL fills it with 16 MiB of zeros first (`wal_init_zero`), which the disk must take while a
 # rush is committing: measured 2026-12-05 on the 2-core machine (BENCHMARKS.md), the category batch
-# that crossed into a new segment took 107 ms instead of at most 20-30 ms, and its rush's p99 rose to
-# 135-173 ms. Off, creating a segment writes its last byte only; none of ten rushes had a batch over 31
-# ms. A server that has run for a while mostly recycles old segments; a new data folder has none.
+# that crossed into a new segment took 107 ms (the others at most 24 ms), and in ten runs the rush
+# that met the first new segment had a p99 of 120-212 ms. Off, creating a segment writes its last byte
+# only: no trial p99 over 150 ms in ten runs, no batch over 31 ms in the ten rushes probed. A server
+# that has run for a while mostly recycles old segments; a new data folder has none.
 RELOADABLE_SETTINGS = {"wal_init_zero": "off"}
 
 

@@ -117,7 +117,7 @@ def test_serve_on_haproxy_times_out_half_finished_requests():
     assert ingress_environment("default") == {}
 
 
-def test_serve_and_start_local_start_ray_with_the_node_settings(monkeypatch):
+def test_the_node_settings_go_into_the_environment_unless_set(monkeypatch):
     from ticketing.local import use_node_environment
 
     monkeypatch.delenv("RAY_metrics_report_interval_ms", raising=False)
