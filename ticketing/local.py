@@ -31,10 +31,14 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "serve_config.yaml"
 RAY_NODE_ENVIRONMENT = {"RAY_metrics_report_interval_ms": "2000"}
 
 
-def use_node_environment() -> None:
-    """Put RAY_NODE_ENVIRONMENT in this process's environment, before Ray starts; what is set wins."""
-    for name, value in RAY_NODE_ENVIRONMENT.items():
+def use_environment(values: dict[str, str]) -> None:
+    """Put `values` in this process's environment, before Ray starts; what is already set wins."""
+    for name, value in values.items():
         os.environ.setdefault(name, value)
+
+
+def use_node_environment() -> None:
+    use_environment(RAY_NODE_ENVIRONMENT)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
