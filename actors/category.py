@@ -31,6 +31,7 @@ from domain.inventory import (
     Refusal,
     RefusalLease,
     Request,
+    idle_exit_after,
     may_free_seats,
     refuse,
 )
@@ -79,6 +80,7 @@ class TicketCategory:
         self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
         self.idle_exit_s = settings.actor_idle_exit_seconds()
+        self.closed_exit_s = settings.closed_actor_exit_seconds()
         self.last_activity = time.monotonic()
         self.retired = False
         self.publisher = Publisher(interval=settings.publish_interval_seconds())
@@ -215,9 +217,9 @@ class TicketCategory:
                 timeout = min(timeout, max(0.0, (due - _now()).total_seconds()) + 0.01)
             elif self.inventory is None and self.loaded_once and not self.missing:
                 timeout = 1.0  # a batch failed: reload soon even if no request comes, so holds still expire
-            if self.idle_exit_s > 0 and (self.inventory is None or not self.inventory.holds):
+            if (exit_after := self._idle_exit_after()) is not None:
                 # wake when it may retire, not at the next idle tick (at least 0.5 s: never a busy loop)
-                timeout = min(timeout, max(0.5, self.last_activity + self.idle_exit_s - time.monotonic()))
+                timeout = min(timeout, max(0.5, self.last_activity + exit_after - time.monotonic()))
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except asyncio.TimeoutError:  # not the builtin one before Python 3.11
@@ -358,11 +360,21 @@ class TicketCategory:
             outcomes.append(outcome)
         return outcomes
 
+    def _idle_exit_after(self) -> float | None:
+        """How long this actor may sit idle before it retires (None: it stays; always while it has an active
+        hold to expire): TICKETING_ACTOR_IDLE_EXIT_SECONDS (never by default), or for a category that can no
+        longer sell, TICKETING_CLOSED_ACTOR_EXIT_SECONDS (60 s by default)."""
+        if self.inventory is not None and self.inventory.holds:
+            return None
+        selling = self.inventory.selling(_now()) if self.inventory is not None else not self.missing
+        return idle_exit_after(self.idle_exit_s, self.closed_exit_s, selling=selling)
+
     def _may_retire(self) -> bool:
-        """Idle long enough (TICKETING_ACTOR_IDLE_EXIT_SECONDS; never by default) with nothing to keep:
-        no request waiting and no active hold to expire. Its successor reloads from PostgreSQL."""
-        return (self.idle_exit_s > 0 and time.monotonic() - self.last_activity >= self.idle_exit_s
-                and not self.queue and (self.inventory is None or not self.inventory.holds))
+        """Idle long enough with nothing to keep: no request waiting and no active hold to expire. Its
+        successor reloads from PostgreSQL."""
+        exit_after = self._idle_exit_after()
+        return (exit_after is not None and time.monotonic() - self.last_activity >= exit_after
+                and not self.queue)
 
     def _retire(self) -> None:
         # From here on every submit answers None (nothing decided), so callers go to a new actor; then

@@ -182,8 +182,19 @@ class CategoryActors:
     async def warm(self, event_id: int, category_ids: list[int]) -> None:
         """Create and load the actors of these categories now, so their first buyer does not wait for a
         worker process to start and the category to load (the organizer's request pays instead)."""
-        handles = [await self.handle(event_id, c) for c in category_ids]
-        await asyncio.gather(*(h.figures.remote() for h in handles if h is not None))
+        await asyncio.gather(*(self._warm_one((event_id, c)) for c in category_ids))
+
+    async def _warm_one(self, key: Key) -> None:
+        for _ in range(RETIRED_RETRIES):
+            handle = await self.handle(*key)
+            if handle is None:
+                return
+            try:
+                if not (await handle.figures.remote()).get("retired"):
+                    return
+            except ActorDiedError:  # this replica's handle is of an actor that retired since: warm a successor
+                pass
+            self._forget(key, handle)
 
     async def warm_on_sale(self, event_id: int | None = None) -> int:
         """Warm every category that is on sale (after a start or restart of the system), or those of one
@@ -203,25 +214,31 @@ class CategoryActors:
         return None if handle is None else await handle.figures.remote()
 
     async def refresh(self, event_id: int, category_ids: list[int]) -> None:
-        """Tell running actors that their event changed (renamed, rescheduled, deleted)."""
+        """Tell the running actors of these categories that their event changed (renamed, rescheduled,
+        deleted); returns once each has reloaded, or when none runs (the next one loads the new details)."""
         for category_id in category_ids:
-            handle = await self.handle(event_id, category_id, create=False)
-            if handle is not None:
-                await self._refresh_one(handle, (event_id, category_id))
+            await self._refresh_one((event_id, category_id))
 
-    async def _refresh_one(self, handle, key: Key) -> None:
-        # An actor that is restarting reloads from PostgreSQL anyway, but only an answered refresh
-        # proves no instance still sells on stale details, so retry until one answers.
+    async def _refresh_one(self, key: Key) -> None:
+        # Only an answered refresh proves no instance still sells on stale details. The handle this client
+        # kept may be of an actor that retired since, while a successor, loaded before the change, runs
+        # under its name: so the name is looked up again until an actor answers or none runs.
         for attempt in range(REFRESH_ATTEMPTS):
+            handle = await self.handle(*key, create=False)
+            if handle is None:
+                return
             try:
-                await handle.refresh.remote()
-                return
-            except ActorDiedError:  # retired or killed for good: its successor will load the new details
-                self._forget(key, handle)
-                return
-            except RayError:
+                answer = await handle.refresh.remote()
+                if not answer.get("retired"):
+                    return
+            except ActorDiedError:  # retired for good since this client last called it
+                pass
+            except RayError:  # restarting: it reloads anyway, but only its answer proves it
                 log.warning("refresh of category actor %s failed (attempt %d)", key, attempt + 1)
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                continue
+            self._forget(key, handle)
+            await asyncio.sleep(min(0.05 * 2**attempt, 2.0))  # a retiring actor keeps its name until it ends
         raise Unavailable("Service temporarily unavailable, please retry")
 
     def _set(self, tunables: settings.Tunables) -> None:
@@ -236,4 +253,11 @@ class CategoryActors:
     async def configure(self, user_config: dict | None) -> None:
         """`adopt`, and push the new values to every actor this client knows (new holds only)."""
         self.adopt(user_config)
-        await asyncio.gather(*(h.configure.remote(self._tunables_sent) for h in self.handles.values()))
+        known = list(self.handles.items())
+        results = await asyncio.gather(*(h.configure.remote(self._tunables_sent) for _, h in known),
+                                       return_exceptions=True)
+        for (key, handle), result in zip(known, results):
+            if isinstance(result, ActorDiedError):  # retired: a successor is created with the new values
+                self._forget(key, handle)
+            elif isinstance(result, BaseException):
+                raise result

@@ -226,6 +226,14 @@ class Answers:
     lease: RefusalLease | None = None
 
 
+def idle_exit_after(idle_exit_s: float, closed_exit_s: float, *, selling: bool) -> float | None:
+    """How long a category actor with no active hold may sit idle before it ends its process (None: it
+    stays): any category after `idle_exit_s`, and one that can no longer sell also after `closed_exit_s`
+    (0 turns either off). A category on sale stays warm for its next buyer; a closed one has none."""
+    waits = [s for s in (idle_exit_s, 0.0 if selling else closed_exit_s) if s > 0]
+    return min(waits, default=None)
+
+
 # ---- the per-account ticket limit of an event --------------------------------------------------------
 
 
@@ -360,6 +368,10 @@ class CategoryInventory:
         if seconds <= 0:
             return None
         return RefusalLease(seconds, closed, self.max_per_order, holders=frozenset(self.hold_of_user))
+
+    def selling(self, now: datetime) -> bool:
+        """Can anyone hold or buy here now, seats permitting (not off sale, event not taken place)?"""
+        return self._closed(now) is None
 
     # -- checks shared by holds and purchases --
     def _closed(self, now: datetime) -> Refusal | None:

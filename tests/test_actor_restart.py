@@ -360,3 +360,41 @@ def test_an_idle_actor_without_holds_retires_and_its_successor_sells(http, db):
     assert r.status_code == 201, r.text
     assert_consistent(db, http, idle["event"], idle["category"])
     assert_consistent(db, http, holding["event"], holding["category"])
+
+
+def test_an_idle_actor_of_a_category_that_no_longer_sells_retires_and_one_on_sale_stays(http, db, database_url):
+    """With the production policy (idle actors of categories on sale stay: no TICKETING_ACTOR_IDLE_EXIT_SECONDS),
+    the actor of a deleted event ends once idle for TICKETING_CLOSED_ACTOR_EXIT_SECONDS (2 s here), and its
+    buyer can still cancel through a successor; the actor of a category on sale, idle just as long, stays."""
+    policy = {"TICKETING_ACTOR_IDLE_EXIT_SECONDS": "0", "TICKETING_CLOSED_ACTOR_EXIT_SECONDS": "2"}
+    deleted, on_sale = new_category(http, seats=5), new_category(http, seats=5)
+    buyer = person()
+    r = http.post("/api/orders", json={**deleted["body"], "quantity": 1}, headers=buyer["headers"])
+    assert r.status_code == 201, r.text
+    order_id = r.json()["id"]
+    for cat in (deleted, on_sale):
+        replace_category_actor(cat["event"], cat["category"], database_url, {"hold_seconds": 300, "max_per_order": 10},
+                               env=policy)
+    on_sale_pid = actor_pid(on_sale)
+    assert http.delete(f"/api/events/{deleted['event']}", headers=deleted["org"]["headers"]).status_code == 200
+
+    def retired() -> bool:
+        try:
+            actor(deleted)
+        except ValueError:
+            return True
+        return False
+
+    wait_until(retired, timeout=60, interval=0.5)
+    assert actor_pid(on_sale) == on_sale_pid  # idle as long, but on sale: still the same process
+    r = http.post(f"/api/orders/{order_id}/cancel", headers=buyer["headers"])
+    assert r.status_code == 201, r.text
+    assert db_counters(db, deleted["category"]) == {"total": 5, "held": 0, "sold": 0}
+    # The cancel started a successor, which loaded the event as deleted. The organizer puts it on sale
+    # again: the services that kept the retired actor's handle must reach that successor, or it refuses
+    # every buyer as off sale.
+    r = http.put(f"/api/events/{deleted['event']}", json={"isActive": True}, headers=deleted["org"]["headers"])
+    assert r.status_code == 200, r.text
+    r = http.post("/api/orders", json={**deleted["body"], "quantity": 1}, headers=person()["headers"])
+    assert r.status_code == 201, r.text
+    assert_consistent(db, http, deleted["event"], deleted["category"])

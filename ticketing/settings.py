@@ -86,6 +86,14 @@ def actor_idle_exit_seconds() -> float:
     return float(os.environ.get("TICKETING_ACTOR_IDLE_EXIT_SECONDS", "0"))
 
 
+def closed_actor_exit_seconds() -> float:
+    """A category actor whose category can no longer sell (off sale: its event or itself deleted or
+    deactivated; or its event has taken place), idle this long with no active hold, ends its process (0:
+    never). Nothing is left to keep warm: a later cancellation, or an organizer's edit that puts it on sale
+    again, starts a successor."""
+    return float(os.environ.get("TICKETING_CLOSED_ACTOR_EXIT_SECONDS", "60"))
+
+
 def publish_interval_seconds() -> float:
     """`TICKETING_PUBLISH_INTERVAL_S`: least time between two availability publishes of one category (or
     waiting-room figures of one event) to the broadcaster; changes in between are merged (0: after every

@@ -176,6 +176,72 @@ def test_a_retired_actor_makes_the_client_ask_its_successor(retired):
     run(scenario())
 
 
+@pytest.mark.parametrize("retired", ["answered", "died"])
+def test_warming_a_category_whose_actor_retired_warms_its_successor(retired):
+    """A replica's handle may be of an actor that retired since (say, its event was deleted, then put on
+    sale again): warming it starts the successor, so the first buyer does not."""
+    async def scenario():
+        old, successor = FakeActor(), FakeActor()
+
+        async def gone():
+            if retired == "died":
+                raise ActorDiedError()
+            return {"eventId": EVENT, "categoryId": CATEGORY, "retired": True}
+
+        async def loaded():
+            return {"eventId": EVENT, "categoryId": CATEGORY, "availableSeats": 5}
+
+        old.figures, successor.figures = SimpleNamespace(remote=gone), SimpleNamespace(remote=loaded)
+        client = Actors(old, successor)
+        await client.warm(EVENT, [CATEGORY])
+        assert client.handed_out == [old, successor]
+        assert client.handles[(EVENT, CATEGORY)] is successor
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("retired", ["answered", "died"])
+def test_a_refresh_reaches_the_successor_of_an_actor_that_retired(retired):
+    """The kept handle is of an actor that retired since, and a successor (loaded before the event changed)
+    runs under its name: that successor must reload, or it would sell on stale details."""
+    async def scenario():
+        old, successor = FakeActor(), FakeActor()
+        reloaded = []
+
+        async def gone():
+            if retired == "died":
+                raise ActorDiedError()
+            return {"retired": True}
+
+        async def reload():
+            reloaded.append(successor)
+            return {"eventId": EVENT, "categoryId": CATEGORY, "availableSeats": 5}
+
+        old.refresh, successor.refresh = SimpleNamespace(remote=gone), SimpleNamespace(remote=reload)
+        client = Actors(old, successor)
+        await client.refresh(EVENT, [CATEGORY])
+        assert reloaded == [successor]
+        assert client.handed_out == [old, successor]
+
+    run(scenario())
+
+
+def test_new_settings_skip_actors_that_retired():
+    async def scenario():
+        old = FakeActor()
+
+        async def died(tunables):
+            raise ActorDiedError()
+
+        old.configure = SimpleNamespace(remote=died)
+        client = Actors(old)
+        await client.handle(EVENT, CATEGORY)
+        await client.configure({"hold_seconds": 120})  # does not fail on the retired actor
+        assert (EVENT, CATEGORY) not in client.handles
+
+    run(scenario())
+
+
 def test_successors_that_all_retire_end_in_unavailable():
     async def scenario():
         actors = [FakeActor() for _ in range(RETIRED_RETRIES)]

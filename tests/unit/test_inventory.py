@@ -19,6 +19,7 @@ from domain.inventory import (
     ReleaseRequest,
     ReleaseSessionRequest,
     SoldOrder,
+    idle_exit_after,
 )
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -386,6 +387,29 @@ def test_deactivated_event_still_lets_owners_release_and_cancel():
     assert inv.apply(ReleaseRequest(BOB, h.id), NOW).ok
     assert inv.apply(CancelRequest(ALICE, 5), NOW).ok
     assert seats(inv) == (0, 0, 10)
+
+
+@pytest.mark.parametrize("kwargs, selling", [
+    ({}, True),
+    ({"total": 0}, True),  # sold out still sells: a cancellation frees a seat for the next buyer
+    ({"event_active": False}, False),
+    ({"category_active": False}, False),
+    ({"event_date": NOW - timedelta(seconds=1)}, False),
+])
+def test_a_category_is_selling_unless_off_sale_or_past(kwargs, selling):
+    assert make(**kwargs).selling(NOW) is selling
+
+
+@pytest.mark.parametrize("idle_exit_s, closed_exit_s, selling, expected", [
+    (0, 60, True, None),  # the production default: a category on sale stays warm
+    (0, 60, False, 60),  # one that can no longer sell ends after a minute idle
+    (20, 60, False, 20),  # whichever comes first
+    (20, 5, False, 5),
+    (20, 5, True, 20),
+    (0, 0, False, None),  # both off
+])
+def test_an_idle_actor_exits_after_the_first_wait_that_applies(idle_exit_s, closed_exit_s, selling, expected):
+    assert idle_exit_after(idle_exit_s, closed_exit_s, selling=selling) == expected
 
 
 def test_figures_report_the_state():
