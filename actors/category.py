@@ -40,6 +40,7 @@ from storage.database import make_engine
 from storage.inventory_store import (
     CategoryMissing,
     StaleWrite,
+    find_written_batch,
     load_category,
     lock_buyers,
     rehearse_writes,
@@ -85,6 +86,7 @@ class TicketCategory:
         self.retired = False
         self.publisher = Publisher(interval=settings.publish_interval_seconds())
         self.batches_retried = 0  # batches whose transaction failed and were retried one by one
+        self.writing: tuple[list[Outcome], Changes] | None = None  # the batch being written, decided
         # Refusal leases (domain.inventory.RefusalLease): the one callers get with their answers now, and
         # when the last granted runs out. A predecessor of this actor may have granted some that still run,
         # and creation settings may differ from its: hold back the first batch until they would be over.
@@ -271,11 +273,15 @@ class TicketCategory:
         try:
             outcomes, changes = await self._decide_and_write([request for request, _ in batch], now)
         except (DBAPIError, StaleWrite) as exc:
-            log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
-            self.batches_retried += 1
-            self.lease = None
-            outcomes = await self._one_by_one(batch)
-            changes = Changes()  # already published per request
+            if (written := await self._written_anyway(exc, now)) is not None:
+                outcomes, changes = written
+                self._grant_lease(now)
+            else:
+                log.warning("batch of %d failed (%s); retrying one by one", len(batch), type(exc).__name__)
+                self.batches_retried += 1
+                self.lease = None
+                outcomes = await self._one_by_one(batch)
+                changes = Changes()  # already published per request
         else:
             self._grant_lease(now)
         for (request, future), outcome in zip(batch, outcomes):
@@ -313,13 +319,16 @@ class TicketCategory:
         database's guard (`ticket_limit_per_account`) refuses a write past it: the batch fails, and the
         one-by-one retry reloads the category, limit included."""
         inventory = self.inventory
+        self.writing = None
         buyers = inventory.buyers_touched(requests, now) if inventory.info.ticket_limit is not None else set()
         if not buyers:
             inventory.expire_due(now)
             outcomes = [inventory.apply(request, now) for request in requests]
             changes = inventory.take_changes()
             if changes:
+                self.writing = (outcomes, changes)
                 await write_batch(self.engine, inventory.info, changes, now)
+                self.writing = None
                 inventory.committed(changes)
             return outcomes, changes
         async with self.engine.begin() as conn:
@@ -330,8 +339,28 @@ class TicketCategory:
             outcomes = [inventory.apply(request, now) for request in requests]
             changes = inventory.take_changes()
             if changes:
+                self.writing = (outcomes, changes)
                 await write_changes(conn, inventory.info, changes, now)
+        self.writing = None  # committed
         inventory.committed(changes)
+        return outcomes, changes
+
+    async def _written_anyway(self, exc: Exception, now: datetime) -> tuple[list[Outcome], Changes] | None:
+        """The batch's decisions and changes, when its write failed only because the connection broke (so
+        its outcome is unknown here) and the database has the batch all the same: then they stand and are
+        answered as decided. Deciding them again would sell twice (a purchase) or refuse what was granted
+        (a hold, a confirmation). If the database cannot even be asked, the loop answers the batch 503."""
+        written, self.writing = self.writing, None
+        if written is None or not (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            return None
+        outcomes, changes = written
+        orders = await find_written_batch(self.engine, self.inventory.info, changes, now)
+        if orders is None:
+            return None
+        log.warning("the write of a batch of %d failed with its connection, but it was committed", len(outcomes))
+        for order, (order_id, created_at) in zip(changes.new_orders, orders):
+            order.id, order.created_at = order_id, created_at
+        self.inventory.committed(changes)
         return outcomes, changes
 
     async def _one_by_one(self, batch) -> list[Outcome]:

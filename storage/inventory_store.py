@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder, SoldOrder
-from domain.vocabulary import SOLD_STATUSES, HoldStatus
+from domain.vocabulary import SOLD_STATUSES, HoldStatus, OrderStatus
 from storage.models import BuyerTickets, Event, Hold, Order, TicketCategory
 
 
@@ -184,6 +184,36 @@ async def write_changes(conn: AsyncConnection, info: CategoryInfo, changes: Chan
     # RETURNING promises no order; the ids were drawn in the batch's order, so sorted ids match it.
     for order, (order_id, created_at) in zip(orders, sorted(rows)):
         order.id, order.created_at = order_id, created_at
+
+
+async def find_written_batch(engine: AsyncEngine, info: CategoryInfo, changes: Changes, now: datetime
+                             ) -> list[tuple[int, datetime]] | None:
+    """After the write of a batch decided at `now` failed with its outcome unknown (the connection broke
+    while its statement or commit was under way): None if the batch is not in the database; else its
+    orders' (id, decision time) in the batch's order, as `write_changes` would have read them (none for a
+    batch without orders).
+
+    The batch was one statement in one transaction, so any of its changes shows whether all are there; the
+    category's actor is the only writer of its holds and orders. An order carries its batch's decision time,
+    a new hold its id, a closed hold or a cancelled order its new status."""
+    async with engine.connect() as conn:
+        if changes.new_orders:
+            rows = (await conn.execute(
+                select(Order.id, Order.created_at)
+                .where(Order.category_id == info.category_id, Order.created_at == now)
+                .order_by(Order.id)
+            )).all()
+            return [(row.id, row.created_at) for row in rows] if rows else None
+        if changes.new_holds:
+            marker = select(Hold.id).where(Hold.id == any_(list(changes.new_holds)))
+        elif changes.hold_status:
+            marker = select(Hold.id).where(Hold.id == any_(list(changes.hold_status)), Hold.status != HoldStatus.ACTIVE)
+        elif changes.cancelled_orders:
+            marker = select(Order.id).where(Order.id == any_([o.id for o in changes.cancelled_orders]),
+                                            Order.status == OrderStatus.CANCELLED)
+        else:
+            return None
+        return [] if (await conn.execute(marker.limit(1))).first() is not None else None
 
 
 class _Rehearsal(Exception):

@@ -32,6 +32,7 @@ from tests.helpers import (
     scalar,
     wait_until,
 )
+from tests.lossy_proxy import LossyProxy
 
 pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
 
@@ -398,3 +399,31 @@ def test_an_idle_actor_of_a_category_that_no_longer_sells_retires_and_one_on_sal
     r = http.post("/api/orders", json={**deleted["body"], "quantity": 1}, headers=person()["headers"])
     assert r.status_code == 201, r.text
     assert_consistent(db, http, deleted["event"], deleted["category"])
+
+
+@pytest.mark.parametrize("kind", ["order", "hold"])
+def test_a_batch_whose_answer_the_network_lost_is_answered_as_written_not_decided_again(http, db, database_url, kind):
+    """The connection breaks after PostgreSQL wrote the batch but before its answer came back: the actor
+    must find its batch in the database and answer as decided. Deciding again would sell the buyer's seats a
+    second time (an order without an Idempotency-Key), or refuse their own hold as already held."""
+    proxy = LossyProxy(database_url)
+    cat = new_category(http, seats=5)
+    replace_category_actor(cat["event"], cat["category"], proxy.url, {"hold_seconds": 300, "max_per_order": 10})
+    buyer = person()
+    proxy.armed = True
+    route = "/api/orders" if kind == "order" else "/api/holds"
+    r = http.post(route, json={**cat["body"], "quantity": 2}, headers=buyer["headers"])
+    assert proxy.broken == 1  # the database's answer to the batch was lost on the way
+    assert r.status_code == 201, r.text
+    if kind == "order":
+        with db.connect() as conn:
+            ids = conn.execute(text("SELECT id FROM orders WHERE category_id = :c AND user_id = :u"),
+                               {"c": cat["category"], "u": buyer["id"]}).scalars().all()
+        assert [str(i) for i in ids] == [str(r.json()["id"])]  # one order, the one answered
+    else:
+        lock = r.json()["lockId"]
+        r = http.post("/api/orders/with-lock", json={**cat["body"], "quantity": 2, "lockId": lock},
+                      headers=buyer["headers"])
+        assert r.status_code == 201, r.text
+    assert db_counters(db, cat["category"]) == {"total": 5, "held": 0, "sold": 2}
+    assert_consistent(db, http, cat["event"], cat["category"])

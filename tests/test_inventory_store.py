@@ -11,10 +11,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder
+from domain.inventory import ActiveHold, CategoryInfo, Changes, NewOrder, SoldOrder
 from domain.vocabulary import HoldStatus
 from storage.database import make_engine
-from storage.inventory_store import StaleWrite, rehearse_writes, write_batch, write_changes
+from storage.inventory_store import StaleWrite, find_written_batch, rehearse_writes, write_batch, write_changes
 from tests.helpers import many_buyers, person, row, scalar
 
 pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
@@ -138,6 +138,48 @@ def test_a_batch_that_changes_rows_is_all_or_nothing(db, database_url, jwt_secre
     asyncio.run(scenario())
     assert scalar(db, "SELECT status FROM holds WHERE id = :h", h=hold.id) == "active"
     assert scalar(db, "SELECT held_seats FROM ticket_categories WHERE id = :c", c=info.category_id) == 2
+
+
+def test_a_batch_is_found_in_the_database_by_any_kind_of_change_it_made(db, database_url, jwt_secret):
+    """`find_written_batch`, asked after a write whose answer was lost: None for a batch that is not there,
+    for each kind of change; and for one that is, its orders' ids in the batch's order."""
+    info = category_in_database(db)
+    buyers = many_buyers(db, jwt_secret, 3)
+    start = datetime.now(timezone.utc)
+    hold = ActiveHold(uuid.uuid4(), buyers[0]["id"], 2, start, start + timedelta(minutes=5))
+    steps = [  # each batch, decided a moment after the one before
+        Changes(new_holds={hold.id: (hold, HoldStatus.ACTIVE)}),
+        Changes(hold_status={hold.id: HoldStatus.CONFIRMED},
+                new_orders=[NewOrder(buyers[0]["id"], 2, info.price, info.event_name, info.category_name, None,
+                                     hold.id, None)]),
+        Changes(new_orders=[NewOrder(b["id"], 1, info.price, info.event_name, info.category_name, None, None, None)
+                            for b in buyers[1:]]),
+        None,  # the cancellation of an order of the batch before, once it has its id
+    ]
+    found: list = []
+
+    async def scenario() -> None:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            for n, changes in enumerate(steps):
+                if changes is None:
+                    changes = steps[n] = Changes(cancelled_orders=[SoldOrder(steps[2].new_orders[0].id,
+                                                                             buyers[1]["id"], 1)])
+                now = start + timedelta(milliseconds=n + 1)
+                before = await find_written_batch(engine, info, changes, now)
+                await write_batch(engine, info, changes, now)
+                after = await find_written_batch(engine, info, changes, now)
+                found.append((before, after, [(o.id, o.created_at) for o in changes.new_orders]))
+            released = Changes(hold_status={uuid.uuid4(): HoldStatus.RELEASED})  # no such hold: nothing to find
+            found.append((await find_written_batch(engine, info, released, start), None, None))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    for before, after, orders in found[:4]:
+        assert before is None
+        assert after == orders  # [] for a batch without orders
+    assert found[4][0] is None
 
 
 def test_a_full_category_frees_seats_before_it_takes_them_within_one_batch(db, database_url, jwt_secret):
