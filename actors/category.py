@@ -2,8 +2,8 @@
 
 Requests from every replica land in one queue. A single loop takes everything that waits, decides it
 in arrival order against the in-memory inventory (domain.inventory), writes the whole batch to
-PostgreSQL in one transaction (group commit) and only then answers. A restart re-runs __init__, and the
-first call reloads the inventory from PostgreSQL, where expired holds are expired at once.
+PostgreSQL in one transaction (group commit) and only then answers. A restart re-runs __init__, which
+calls the actor itself to reload the inventory from PostgreSQL, where expired holds are expired at once.
 
 When the event has a per-account ticket limit, the batch's buyers' counts across the whole event are
 locked first and the batch is decided and written in that same transaction (`_decide_and_write`), so
@@ -77,7 +77,8 @@ class TicketCategory:
         self.missing = False
         # Settings given at creation are authoritative. After a restart Ray replays the creation
         # arguments, which may be stale: the next caller's settings (serve_config user_config) win.
-        self.configured = not restarted()
+        is_restart = restarted()
+        self.configured = not is_restart
         self.loaded_once = False
         self.metrics = metrics.CategoryMetrics(event_id, category_id)
         self.idle_exit_s = settings.actor_idle_exit_seconds()
@@ -94,6 +95,10 @@ class TicketCategory:
         self.lease: RefusalLease | None = None
         self.leases_end = time.monotonic() + self.lease_seconds
         self.hold_back = True
+        if is_restart:
+            # Load now, not at the next call: nobody may call for a while, and the holds that ran out meanwhile
+            # must expire on time (they count against their buyers' ticket limit in the event's other categories).
+            ray.get_runtime_context().current_actor.figures.remote()
 
     # ---- public methods ----
     async def submit(self, requests: list[Request], tunables: dict | None = None) -> Answers | None:
