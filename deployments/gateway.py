@@ -40,7 +40,7 @@ from deployments.seats import SeatDesk
 from deployments.shortcuts import shortcuts
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
-from domain.auth import VerifiedTokens
+from domain.auth import Principal, VerifiedTokens
 from storage import catalog_notices
 from ticketing import settings
 
@@ -202,6 +202,13 @@ def routes(gateway) -> APIRouter:
         return await gateway.seats.release_hold(caller, lock_id)
 
     # -- orders (fixed paths before /{id}) --
+    async def place_order(caller: Principal, body: dict, idempotency_key: str | None, queue_pass: str | None) -> dict:
+        # A retry of an order that exists gets that order, even once the buyer's queue pass has expired.
+        if (replayed := await gateway.seats.replay(caller, body, idempotency_key)) is not None:
+            return replayed
+        await gateway.waiting_room.check_may_shop(caller, body["eventId"], queue_pass)
+        return await gateway.seats.order(caller, body, idempotency_key)
+
     @router.post("/api/orders", status_code=201, tags=["orders"], responses=RATE_LIMITED)
     async def create_order(
         body: OrderBody, caller: Caller, request: Request,
@@ -209,8 +216,7 @@ def routes(gateway) -> APIRouter:
     ) -> dict:
         # A purchase without a hold takes seats as a hold does: the same limit, or it would be the way round it.
         gateway.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
-        await gateway.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
-        return await gateway.seats.order(caller, body.model_dump(), idempotency_key)
+        return await place_order(caller, body.model_dump(), idempotency_key, x_queue_pass)
 
     @router.post("/api/orders/with-lock", status_code=201, tags=["orders"], responses=RATE_LIMITED)
     async def create_order_with_lock(
@@ -219,8 +225,7 @@ def routes(gateway) -> APIRouter:
     ) -> dict:
         if not body.lockId:  # no hold to confirm: a purchase, which takes seats
             gateway.limits.check(Action.HOLD, request, account=caller.user_id, cost=body.quantity)
-        await gateway.waiting_room.check_may_shop(caller, body.eventId, x_queue_pass)
-        return await gateway.seats.order(caller, body.model_dump(), idempotency_key)
+        return await place_order(caller, body.model_dump(), idempotency_key, x_queue_pass)
 
     # -- misc --
     @router.get("/api", tags=["misc"])

@@ -60,13 +60,18 @@ class SeatDesk:
         outcome = await self.categories.call(owner_event, category_id, ReleaseRequest(principal.user_id))
         return _released(outcome, owner_event)
 
+    async def replay(self, principal: Principal, body: dict, idempotency_key: str | None) -> dict | None:
+        """The order an earlier request with this Idempotency-Key made, answered again (422 if this request
+        asks for something else); None when there is none. Callers ask before anything that could refuse a
+        retry of an order that exists (a sold-out category, a closed hold, an expired queue pass)."""
+        if not idempotency_key:
+            return None
+        earlier = await orders_store.find_by_idempotency_key(self.engine, principal.user_id, idempotency_key)
+        return None if earlier is None else _replay(earlier, body)
+
     async def order(self, principal: Principal, body: dict, idempotency_key: str | None) -> dict:
-        """POST /api/orders (no lockId) and /api/orders/with-lock (lockId)."""
+        """POST /api/orders (no lockId) and /api/orders/with-lock (lockId). Callers ask `replay` first."""
         event_id, category_id = body["eventId"], body["categoryId"]
-        if idempotency_key:
-            earlier = await orders_store.find_by_idempotency_key(self.engine, principal.user_id, idempotency_key)
-            if earlier is not None:
-                return _replay(earlier, body)
         lock_id = body.get("lockId")
         if lock_id:
             try:
@@ -80,13 +85,13 @@ class SeatDesk:
         outcome = await self.categories.call(event_id, category_id, request)
         if outcome.ok:
             return new_order_view(outcome.order, event_id, category_id)
+        # A concurrent request with the same key may have made the order meanwhile: this one was then refused
+        # for what that one did (the hold it confirmed, the seats it took, the key it used). Answer with it.
+        if (replayed := await self.replay(principal, body, idempotency_key)) is not None:
+            return replayed
         if outcome.refusal is Refusal.CATEGORY_NOT_FOUND:
             if await orders_store.event_owner(self.engine, event_id) is None:
                 raise NotFound(f"Event with ID {event_id} not found")
-        elif outcome.refusal is Refusal.DUPLICATE_IDEMPOTENCY_KEY:
-            earlier = await orders_store.find_by_idempotency_key(self.engine, principal.user_id, idempotency_key)
-            if earlier is not None:  # a concurrent retry won the race: answer with its order
-                return _replay(earlier, body)
         raise refusal_error(outcome, event_id, body["quantity"])
 
     async def cancel(self, principal: Principal, order_id: int) -> dict:

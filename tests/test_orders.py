@@ -280,6 +280,29 @@ def test_concurrent_retries_create_one_order(server, db, cat, buyer):
     assert len(order_rows(db, cat["category"])) == 1 and db_counters(db, cat["category"])["sold"] == 1
 
 
+@pytest.mark.parametrize("kind", ["order", "with-lock"])
+def test_concurrent_retries_that_lose_to_the_first_get_its_order_not_its_refusal(server, http, db, buyer, kind):
+    """Retries sent while the first attempt is being decided find no order yet; the first then takes the
+    category's last seats (or confirms the hold), so the category refuses them. Each must still be answered
+    with the first attempt's order: a refusal would tell the buyer the purchase failed."""
+    cat = new_category(http, seats=2)
+    key = {"Idempotency-Key": uuid.uuid4().hex, **buyer["headers"]}
+    body = {**cat["body"], "quantity": 2}
+    if kind == "with-lock":
+        body["lockId"] = hold(http, cat, buyer, 2)["lockId"]
+    route = "/api/orders" if kind == "order" else "/api/orders/with-lock"
+
+    def post(_):
+        with httpx.Client(base_url=server, timeout=60) as client:
+            return client.post(route, json=body, headers=key)
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(post, range(12)))
+    assert [r.status_code for r in results] == [201] * 12, [r.text for r in results]
+    assert len({r.json()["id"] for r in results}) == 1
+    assert len(order_rows(db, cat["category"])) == 1 and db_counters(db, cat["category"])["sold"] == 2
+
+
 def test_idempotency_key_too_long_is_refused(http, db, cat, buyer):
     assert_error_containing(buy(http, cat, buyer, 1, headers={"Idempotency-Key": "k" * 256}), 400)
     assert order_rows(db, cat["category"]) == []

@@ -3,6 +3,7 @@ admission in order, passes on holds and orders, operators' controls, and durabil
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -164,6 +165,25 @@ def test_join_admit_and_shop_with_a_pass(http, db):
     assert_error_containing(http.post("/api/holds", json={**body, "eventId": other_event["id"],
                                                           "categoryId": other_event["categories"][0]},
                                       headers=with_pass), 403, "not for event")
+
+
+def test_a_retried_order_gets_its_order_even_without_a_valid_pass(http, db):
+    """A buyer whose answer was lost (a 503, a timeout) retries with the same Idempotency-Key once their
+    pass is gone: the answer is the order they have, not a 403 that sends them to queue again."""
+    q = queued_event(http, admissionPerMinute=600)
+    buyer = person()
+    join(http, buyer, q["id"])
+    state = wait_until(lambda: (s := turn(http, buyer, q["id"]))["status"] == "admitted" and s, timeout=30)
+    body = {"eventId": q["id"], "categoryId": q["categories"][0], "quantity": 1}
+    key = {**buyer["headers"], "Idempotency-Key": uuid.uuid4().hex}
+    first = http.post("/api/orders", json=body, headers={**key, "X-Queue-Pass": state["queuePass"]})
+    assert first.status_code == 201, first.text
+    again = http.post("/api/orders", json=body, headers=key)  # no pass any more
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == first.json()["id"]
+    # without the key it is a new purchase, which needs a pass
+    assert_error_containing(http.post("/api/orders", json=body, headers=buyer["headers"]), 403, "queue")
+    assert scalar(db, "SELECT count(*) FROM orders WHERE event_id = :e", e=q["id"]) == 1
 
 
 @pytest.mark.parametrize("path", ["/api/events/{e}/queue", "/api/events/{e}/queue/figures"])
