@@ -48,6 +48,15 @@ def actor_pid(cat: dict) -> int:
     return ray.get(actor(cat).__ray_call__.remote(lambda self: os.getpid()), timeout=120)
 
 
+def retired(cat: dict) -> bool:
+    """Has the category's actor ended for good (no actor under its name)?"""
+    try:
+        actor(cat)
+    except ValueError:
+        return True
+    return False
+
+
 def kill(cat: dict) -> None:
     ray.kill(actor(cat), no_restart=False)
 
@@ -344,14 +353,7 @@ def test_an_idle_actor_without_holds_retires_and_its_successor_sells(http, db):
                      headers=holder["headers"]).status_code == 201
     holding_pid = actor_pid(holding)
 
-    def retired() -> bool:
-        try:
-            actor(idle)
-        except ValueError:
-            return True
-        return False
-
-    wait_until(retired, timeout=90, interval=1)
+    wait_until(lambda: retired(idle), timeout=90, interval=1)
     assert actor_pid(holding) == holding_pid  # still the same process: it has a hold to keep
     r = http.post("/api/orders", json={**idle["body"], "quantity": 1}, headers=person()["headers"])
     assert r.status_code == 201, r.text
@@ -379,14 +381,7 @@ def test_an_idle_actor_of_a_category_that_no_longer_sells_retires_and_one_on_sal
     on_sale_pid = actor_pid(on_sale)
     assert http.delete(f"/api/events/{deleted['event']}", headers=deleted["org"]["headers"]).status_code == 200
 
-    def retired() -> bool:
-        try:
-            actor(deleted)
-        except ValueError:
-            return True
-        return False
-
-    wait_until(retired, timeout=60, interval=0.5)
+    wait_until(lambda: retired(deleted), timeout=60, interval=0.5)
     assert actor_pid(on_sale) == on_sale_pid  # idle as long, but on sale: still the same process
     r = http.post(f"/api/orders/{order_id}/cancel", headers=buyer["headers"])
     assert r.status_code == 201, r.text
