@@ -224,10 +224,14 @@ class EventQueue:
                 if self.drawn:
                     next_place += 1
         if new:
-            async with self.engine.begin() as conn:
-                inserted = await queue_store.add_places(conn, self.event_id, list(new.items()), now)
-            if len(inserted) != len(new):  # someone else wrote (another instance?): the database knows
-                raise RuntimeError("queue entries out of step with the database")
+            try:
+                async with self.engine.begin() as conn:
+                    inserted = await queue_store.add_places(conn, self.event_id, list(new.items()), now)
+                if len(inserted) != len(new):  # someone else wrote (another instance?): the database knows
+                    raise RuntimeError("queue entries out of step with the database")
+            except BaseException:
+                self.joins[:0] = batch  # back in line: the loop answers them once it has reloaded the truth
+                raise
             for user_id, place in new.items():
                 self.entries[user_id] = Place(user_id, place, QueueStatus.WAITING)
                 (self.waiting.append if place is not None else self.pre_queue.append)(user_id)

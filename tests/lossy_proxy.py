@@ -1,9 +1,10 @@
 """A network fault for tests: the test database behind a TCP proxy that can lose one answer.
 
-Armed, the proxy breaks the connection whose client next sends a category batch's write
-(`write_category_batch`), instead of passing the database's answer on. PostgreSQL has done the work by
-then (the write is its own transaction), so the client cannot tell the break from one before the work:
-exactly the case where a retry must find out what happened instead of doing it again.
+Armed, the proxy breaks the connection whose client next sends a statement containing `marker` (by default a
+category batch's write, `write_category_batch`), instead of passing the database's answer on. When that
+statement is its own transaction, PostgreSQL has done the work by then, so the client cannot tell the
+break from one before the work: exactly the case where a retry must find out what happened instead of
+doing it again.
 """
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from sqlalchemy.engine import make_url
 
 from storage.database import normalise_url
 
-MARKER = b"write_category_batch"
-
 
 class LossyProxy:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, marker: bytes = b"write_category_batch") -> None:
+        self.marker = marker
         url = make_url(normalise_url(database_url))
         host = url.query.get("host") or url.host or "localhost"
         port = url.port or 5432
@@ -50,7 +50,7 @@ class LossyProxy:
 
         async def upstream() -> None:
             while data := await client_reader.read(65536):
-                if self.armed and MARKER in data:
+                if self.armed and self.marker in data:
                     self.armed = False
                     doomed.set()  # before the database can answer
                 server_writer.write(data)

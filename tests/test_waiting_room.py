@@ -12,6 +12,7 @@ import pytest
 import ray
 
 from actors import NAMESPACE, queue_actor_name
+from actors.queue import EventQueue
 from tests import session_apps
 from tests.helpers import (
     assert_error,
@@ -24,6 +25,7 @@ from tests.helpers import (
     unchanged,
     wait_until,
 )
+from tests.lossy_proxy import LossyProxy
 
 pytestmark = pytest.mark.usefixtures("fast_users")
 
@@ -435,6 +437,28 @@ def _entries(db, event_id: int) -> list[dict]:
     with db.connect() as conn:
         return [dict(r) for r in conn.execute(text("SELECT * FROM queue_entries WHERE event_id = :e"),
                                               {"e": event_id}).mappings()]
+
+
+def test_a_join_whose_write_fails_is_answered_not_left_waiting(http, database_url):
+    """The queue actor's connection breaks while it writes a batch of joins: the joiners get an answer (the
+    replica asks again, and the buyer gets a place), and the replica's later joins for the event go through.
+    Before, the batch's callers waited forever, and so did every later join for the event on that replica."""
+    q = queued_event(http, admissionPerMinute=600)
+    proxy = LossyProxy(database_url, marker=b"INSERT INTO queue_entries")
+    name = queue_actor_name(q["id"])
+    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+    queue = EventQueue.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(
+        proxy.url, q["id"])
+    ray.get(queue.figures.remote(), timeout=120)  # loaded through the proxy
+    proxy.armed = True
+    first, second = person(), person()
+    r = http.post(f"/api/events/{q['id']}/queue", headers=first["headers"], timeout=45)
+    assert proxy.broken == 1, "the join's write did not go through the proxy"
+    assert r.status_code == 201, r.text
+    assert r.json()["place"] == 1
+    r = http.post(f"/api/events/{q['id']}/queue", headers=second["headers"], timeout=45)
+    assert r.status_code == 201, r.text
+    assert r.json()["place"] == 2
 
 
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
