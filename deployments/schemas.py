@@ -98,6 +98,13 @@ class EventCreateBody(Body):
         return None if value is None else _utc(value)
 
 
+def _reject_null(cls, value):
+    """A field that may be left out but not set to null (its column has no null)."""
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
 class EventUpdateBody(Body):
     model_config = ConfigDict(extra="forbid")
     eventName: Name | None = None
@@ -115,13 +122,8 @@ class EventUpdateBody(Body):
     shoppingMinutes: ShoppingMinutes | None = None
     ticketLimit: TicketLimit | None = None
 
-    @field_validator("eventName", "eventCategory", "eventDate", "isActive", "queueEnabled", "queuePaused",
-                     "shoppingMinutes", mode="before")
-    @classmethod
-    def _not_null(cls, value):
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _not_null = field_validator("eventName", "eventCategory", "eventDate", "isActive", "queueEnabled", "queuePaused",
+                                "shoppingMinutes", mode="before")(_reject_null)
 
     @field_validator("eventDate", "saleStartsAt")
     @classmethod
@@ -136,6 +138,8 @@ class QueueControlBody(Body):
     queuePaused: StrictBool | None = None
     admissionPerMinute: PerMinute | None = None
     maxShoppers: Shoppers | None = None
+
+    _not_null = field_validator("queuePaused", mode="before")(_reject_null)  # null pauses nothing: 400, not 500
 
 
 class HoldBody(Body):

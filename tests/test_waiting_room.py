@@ -338,6 +338,7 @@ def test_operators_pause_resume_and_read_figures(http, db, jwt_secret):
     assert_error(http.patch(f"/api/events/{q['id']}/queue", json={"admissionPerMinute": -3},
                             headers=org["headers"]), 400)
     assert_error(http.patch(f"/api/events/{q['id']}/queue", json={"bogus": 1}, headers=org["headers"]), 400)
+    assert_error(http.patch(f"/api/events/{q['id']}/queue", json={"queuePaused": None}, headers=org["headers"]), 400)
     r = http.patch(f"/api/events/{q['id']}/queue", json={"queuePaused": False, "admissionPerMinute": 600},
                    headers=org["headers"])
     assert r.status_code == 200 and r.json()["admissionPerMinute"] == 600
