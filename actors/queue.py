@@ -146,16 +146,21 @@ class EventQueue:
             self.load_lock = asyncio.Lock()
             self.loop_task = asyncio.get_running_loop().create_task(self._run())
         if not self.loaded:
-            async with self.load_lock:
-                if not self.loaded:
-                    await self._load()
-                    self.loaded = True
+            await self._load_once()
+
+    async def _load_once(self) -> None:
+        async with self.load_lock:
+            if not self.loaded:
+                await self._load()
+                self.loaded = True
 
     async def _load(self) -> None:
-        """Everything from PostgreSQL: after a start, a restart, or a failed step."""
+        """Everything from PostgreSQL: after a start, a restart, or a failed step. A read that fails
+        changes nothing here (the loop does not step until a load has succeeded)."""
         async with self.engine.connect() as conn:
-            self.sale = await queue_store.event_sale(conn, self.event_id)
+            sale = await queue_store.event_sale(conn, self.event_id)
             drawn_at, places = await queue_store.load_places(conn, self.event_id)
+        self.sale = sale
         self.drawn = drawn_at is not None
         self.entries = {p.user_id: p for p in places}
         self.pre_queue = [p.user_id for p in places if p.place is None]
@@ -177,12 +182,16 @@ class EventQueue:
                 pass
             self.wakeup.clear()
             try:
+                # Never a step on a state that failed to load: a draw then, say, would draw an empty
+                # pre-queue for good, and nobody in it would ever be admitted.
+                await self._load_once()
                 await self._step()
             except Exception:  # never let the loop die: reload the truth and carry on
                 log.exception("queue step of event %s failed; reloading", self.event_id)
                 joins, self.joins = self.joins, []
+                self.loaded = False
                 try:
-                    await self._load()
+                    await self._load_once()
                 except Exception:  # noqa: BLE001 - the database is away: answer and retry next tick
                     log.exception("reload of queue %s failed", self.event_id)
                 for user_id, future in joins:

@@ -3,6 +3,7 @@ admission in order, passes on holds and orders, operators' controls, and durabil
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -10,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 import ray
+from sqlalchemy import text
 
 from actors import NAMESPACE, queue_actor_name
-from actors.queue import EventQueue
+from actors.queue import TICK_SECONDS, EventQueue
 from tests import session_apps
 from tests.helpers import (
     assert_error,
@@ -460,6 +462,34 @@ def test_a_join_whose_write_fails_is_answered_not_left_waiting(http, database_ur
     r = http.post(f"/api/events/{q['id']}/queue", headers=second["headers"], timeout=45)
     assert r.status_code == 201, r.text
     assert r.json()["place"] == 2
+
+
+def test_a_queue_whose_load_fails_halfway_draws_nothing_until_it_has_loaded(http, db, jwt_secret, database_url):
+    """The sale started while the queue actor was away, and its first load breaks after reading the sale
+    but before reading the pre-queue. Its loop must not step on that half state (it would draw an empty
+    pre-queue, for good, and nobody in it would ever be admitted): once a load succeeds, the pre-queue is
+    drawn and admitted."""
+    q = queued_event(http, saleStartsAt=soon(3600), admissionPerMinute=6000)
+    early = many_buyers(db, jwt_secret, 3)
+    for b in early:
+        assert join(http, b, q["id"])["place"] is None  # in the pre-queue
+    name = queue_actor_name(q["id"])
+    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+    with db.begin() as conn:  # the sale starts while no queue actor runs
+        conn.execute(text("UPDATE events SET sale_starts_at = now() - interval '1 second' WHERE id = :e"),
+                     {"e": q["id"]})
+    proxy = LossyProxy(database_url, marker=b"SELECT event_queues.drawn_at")
+    proxy.armed = True
+    queue = EventQueue.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(
+        proxy.url, q["id"])
+    with pytest.raises(ray.exceptions.RayError):
+        ray.get(queue.figures.remote(), timeout=120)  # the load broke after reading the sale
+    assert proxy.broken == 1
+    time.sleep(3 * TICK_SECONDS)  # ticks of the loop, which must not draw on that half state
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM queue_entries WHERE event_id = :e AND status = 'admitted'",
+                              e=q["id"]) == 3, timeout=60)
+    places = scalar(db, "SELECT array_agg(place ORDER BY place) FROM queue_entries WHERE event_id = :e", e=q["id"])
+    assert places == [1, 2, 3]
 
 
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
