@@ -31,6 +31,9 @@ from ticketing.settings import publish_interval_seconds
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+# The sale settings are read again this often even if no refresh came: an operator's change whose refresh
+# failed (a 503 after the change was saved) still applies.
+SALE_REREAD_SECONDS = 10.0
 MAX_JOINS_PER_BATCH = 5000
 
 
@@ -65,6 +68,7 @@ class EventQueue:
         self.loop_task: asyncio.Task | None = None
         self.loaded = False
         self.load_lock: asyncio.Lock | None = None
+        self.sale_due = float("-inf")  # when the sale settings are read again (time.monotonic())
         self.categories = CategoryActors(db_url)
         self.publisher = Publisher(_publish_queue, publish_interval_seconds())
         self.last_published: QueueFigures | None = None
@@ -109,10 +113,14 @@ class EventQueue:
     async def refresh(self) -> QueueFigures:
         """Re-read the sale settings after an organizer or operator changed them (applies at once)."""
         await self._ensure_running()
-        async with self.engine.connect() as conn:
-            self.sale = await queue_store.event_sale(conn, self.event_id)
+        await self._read_sale()
         self.wakeup.set()
         return self.figures_now()
+
+    async def _read_sale(self) -> None:
+        async with self.engine.connect() as conn:
+            self.sale = await queue_store.event_sale(conn, self.event_id)
+        self.sale_due = time.monotonic() + SALE_REREAD_SECONDS
 
     # ---- state ----
     def _open(self) -> bool:
@@ -160,7 +168,7 @@ class EventQueue:
         async with self.engine.connect() as conn:
             sale = await queue_store.event_sale(conn, self.event_id)
             drawn_at, places = await queue_store.load_places(conn, self.event_id)
-        self.sale = sale
+        self.sale, self.sale_due = sale, time.monotonic() + SALE_REREAD_SECONDS
         self.drawn = drawn_at is not None
         self.entries = {p.user_id: p for p in places}
         self.pre_queue = [p.user_id for p in places if p.place is None]
@@ -203,6 +211,8 @@ class EventQueue:
             self._publish()
 
     async def _step(self) -> None:
+        if time.monotonic() >= self.sale_due:
+            await self._read_sale()
         now = _now()
         if self._open() and not self.drawn and self.sale.settings.started(now):
             await self._draw(now)  # first: whoever joins from the start on queues behind the pre-queue

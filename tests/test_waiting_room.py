@@ -14,7 +14,7 @@ import ray
 from sqlalchemy import text
 
 from actors import NAMESPACE, queue_actor_name
-from actors.queue import TICK_SECONDS, EventQueue
+from actors.queue import SALE_REREAD_SECONDS, TICK_SECONDS, EventQueue
 from tests import session_apps
 from tests.helpers import (
     assert_error,
@@ -490,6 +490,20 @@ def test_a_queue_whose_load_fails_halfway_draws_nothing_until_it_has_loaded(http
                               e=q["id"]) == 3, timeout=60)
     places = scalar(db, "SELECT array_agg(place ORDER BY place) FROM queue_entries WHERE event_id = :e", e=q["id"])
     assert places == [1, 2, 3]
+
+
+def test_a_settings_change_whose_refresh_never_came_still_applies(http, db, jwt_secret):
+    """An operator's change is saved, and its refresh of the queue actor fails (the organizer got a 503):
+    the actor reads the settings again on its own, so the pause applies all the same."""
+    q = queued_event(http, admissionPerMinute=6000)
+    assert http.get(f"/api/events/{q['id']}/queue/figures").json()["paused"] is False
+    with db.begin() as conn:  # saved, but no refresh reaches the actor
+        conn.execute(text("UPDATE events SET queue_paused = true WHERE id = :e"), {"e": q["id"]})
+    wait_until(lambda: http.get(f"/api/events/{q['id']}/queue/figures").json()["paused"], timeout=4 * SALE_REREAD_SECONDS)
+    buyer = many_buyers(db, jwt_secret, 1)[0]
+    join(http, buyer, q["id"])
+    time.sleep(3 * TICK_SECONDS)
+    assert turn(http, buyer, q["id"])["status"] == "waiting"  # paused: nobody is admitted
 
 
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
