@@ -35,6 +35,9 @@ TICK_SECONDS = 1.0
 # failed (a 503 after the change was saved) still applies.
 SALE_REREAD_SECONDS = 10.0
 MAX_JOINS_PER_BATCH = 5000
+# How often the holds of buyers whose turn has ended are looked for again (a release that failed, a hold
+# written just after the turn ended); each is released at the end of the turn first.
+RELEASE_SWEEP_SECONDS = 5.0
 
 
 def _now() -> datetime:
@@ -69,6 +72,7 @@ class EventQueue:
         self.loaded = False
         self.load_lock: asyncio.Lock | None = None
         self.sale_due = float("-inf")  # when the sale settings are read again (time.monotonic())
+        self.sweep_due = time.monotonic() + RELEASE_SWEEP_SECONDS  # when holds after turns are looked for
         self.categories = CategoryActors(db_url)
         self.publisher = Publisher(_publish_queue, publish_interval_seconds())
         self.last_published: QueueFigures | None = None
@@ -275,6 +279,11 @@ class EventQueue:
 
     async def _expire(self, now: datetime) -> None:
         over = [user_id for user_id, expires_at in self.passes.items() if expires_at <= now]
+        if time.monotonic() >= self.sweep_due:
+            self.sweep_due = time.monotonic() + RELEASE_SWEEP_SECONDS
+            async with self.engine.connect() as conn:
+                left = await queue_store.holds_after_turns(conn, self.event_id)
+            await self._release(left)
         if not over:
             return
         async with self.engine.begin() as conn:
@@ -286,7 +295,11 @@ class EventQueue:
             entry = self.entries[user_id]
             self.entries[user_id] = Place(user_id, entry.place, QueueStatus.EXPIRED, entry.admitted_at,
                                           entry.pass_expires_at)
-        # The shopping time is over: their unconfirmed holds go back on sale.
+        await self._release(holds)
+
+    async def _release(self, holds: list[tuple[int, int]]) -> None:
+        """The shopping time is over: these (category, user) holds go back on sale. One that fails is
+        found again by the next sweep."""
         await asyncio.gather(*(self.categories.call(self.event_id, category_id, ReleaseRequest(user_id))
                                for category_id, user_id in holds), return_exceptions=True)
 

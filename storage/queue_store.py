@@ -120,6 +120,17 @@ async def active_holds_of(conn: AsyncConnection, event_id: int, user_ids: list[i
     return [(r.category_id, r.user_id) for r in rows]
 
 
+async def holds_after_turns(conn: AsyncConnection, event_id: int) -> list[tuple[int, int]]:
+    """(category id, user id) of the active holds in the event whose holders' turns have expired: their
+    release at the end of the turn failed, or the hold was written just after the turn ended."""
+    rows = (await conn.execute(
+        select(Hold.category_id, Hold.user_id)
+        .join(QueueEntry, (QueueEntry.event_id == Hold.event_id) & (QueueEntry.user_id == Hold.user_id))
+        .where(Hold.event_id == event_id, Hold.status == HoldStatus.ACTIVE, QueueEntry.status == QueueStatus.EXPIRED)
+    )).all()
+    return [(r.category_id, r.user_id) for r in rows]
+
+
 async def ordered_during_turn(conn: AsyncConnection, event_id: int, user_ids: list[int]) -> set[int]:
     """Which of these admitted accounts have made an order in the event since they were admitted (any
     order, even one cancelled since: they have checked out once)."""

@@ -14,11 +14,12 @@ import ray
 from sqlalchemy import text
 
 from actors import NAMESPACE, queue_actor_name
-from actors.queue import SALE_REREAD_SECONDS, TICK_SECONDS, EventQueue
+from actors.queue import RELEASE_SWEEP_SECONDS, SALE_REREAD_SECONDS, TICK_SECONDS, EventQueue
 from tests import session_apps
 from tests.helpers import (
     assert_error,
     assert_error_containing,
+    hold_status,
     make_past,
     many_buyers,
     person,
@@ -504,6 +505,23 @@ def test_a_settings_change_whose_refresh_never_came_still_applies(http, db, jwt_
     join(http, buyer, q["id"])
     time.sleep(3 * TICK_SECONDS)
     assert turn(http, buyer, q["id"])["status"] == "waiting"  # paused: nobody is admitted
+
+
+def test_a_hold_left_after_its_buyers_turn_ended_goes_back_on_sale(http, db):
+    """A buyer's turn has ended, but a hold of theirs is still active: its release at the end of the turn
+    failed, or it was written just after. The queue finds it and releases it, instead of leaving the seats
+    blocked until the hold's own time runs out (5 min by default)."""
+    q = queued_event(http, admissionPerMinute=600)
+    buyer = person()
+    join(http, buyer, q["id"])
+    state = wait_until(lambda: (s := turn(http, buyer, q["id"]))["status"] == "admitted" and s, timeout=30)
+    body = {"eventId": q["id"], "categoryId": q["categories"][0], "quantity": 2}
+    r = http.post("/api/holds", json=body, headers={**buyer["headers"], "X-Queue-Pass": state["queuePass"]})
+    assert r.status_code == 201, r.text
+    with db.begin() as conn:  # the turn ended, and nothing released the hold
+        conn.execute(text("UPDATE queue_entries SET status = 'expired' WHERE event_id = :e AND user_id = :u"),
+                     {"e": q["id"], "u": buyer["id"]})
+    wait_until(lambda: hold_status(db, r.json()["lockId"]) == "released", timeout=6 * RELEASE_SWEEP_SECONDS)
 
 
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
