@@ -66,7 +66,7 @@ class EventQueue:
         self.admitted = 0
         self.recent: deque[float] = deque()  # monotonic times of admissions in the last minute
         self.meter = AdmissionMeter()
-        self.joins: list[tuple[int, asyncio.Future]] = []
+        self.joins: list[tuple[int, asyncio.Future, datetime]] = []  # (user, answer, arrived) not written yet
         self.wakeup: asyncio.Event | None = None
         self.loop_task: asyncio.Task | None = None
         self.loaded = False
@@ -79,19 +79,22 @@ class EventQueue:
         self.metrics = QueueMetrics(event_id)
 
     # ---- public methods ----
-    async def join(self, user_ids: list[int]) -> tuple[list[Place] | None, QueueFigures]:
+    async def join(self, user_ids: list[int], arrived: list[datetime] | None = None
+                   ) -> tuple[list[Place] | None, QueueFigures]:
         """Each account's place (a new one, or the one it already has), once written. None: the queue is
-        closed (event unknown, deleted, over, or without a queue)."""
+        closed (event unknown, deleted, over, or without a queue). `arrived`: when each buyer came to the
+        caller (now, if not given): whoever came before the sale's start is in its draw."""
         await self._ensure_running()
         if not self._open():
             return None, self.figures_now()
         futures = []
-        for user_id in user_ids:
+        now = _now()
+        for user_id, came in zip(user_ids, arrived or [now] * len(user_ids)):
             if user_id in self.entries:
                 futures.append(None)
                 continue
             future = asyncio.get_running_loop().create_future()
-            self.joins.append((user_id, future))
+            self.joins.append((user_id, future, came))
             futures.append(future)
         if any(futures):
             self.wakeup.set()
@@ -206,7 +209,7 @@ class EventQueue:
                     await self._load_once()
                 except Exception:  # noqa: BLE001 - the database is away: answer and retry next tick
                     log.exception("reload of queue %s failed", self.event_id)
-                for user_id, future in joins:
+                for user_id, future, _ in joins:
                     if not future.done():
                         if user_id in self.entries:
                             future.set_result(None)
@@ -219,7 +222,11 @@ class EventQueue:
             await self._read_sale()
         now = _now()
         if self._open() and not self.drawn and self.sale.settings.started(now):
-            await self._draw(now)  # first: whoever joins from the start on queues behind the pre-queue
+            # Whoever came before the start is in the draw, written or not (a write under way, a backlog);
+            # whoever comes from the start on queues behind the pre-queue.
+            if (starts := self.sale.settings.sale_starts_at) is not None:
+                await self._take_joins(arrived_before=starts)
+            await self._draw(now)
         await self._take_joins()
         if not self._open():
             return
@@ -228,20 +235,25 @@ class EventQueue:
         if self.drawn:
             await self._admit(now)
 
-    async def _take_joins(self) -> None:
-        batch, self.joins = self.joins[:MAX_JOINS_PER_BATCH], self.joins[MAX_JOINS_PER_BATCH:]
+    async def _take_joins(self, arrived_before: datetime | None = None) -> None:
+        """Write waiting joins: the next batch of them, or every one that arrived before `arrived_before`."""
+        if arrived_before is None:
+            batch, self.joins = self.joins[:MAX_JOINS_PER_BATCH], self.joins[MAX_JOINS_PER_BATCH:]
+        else:
+            batch = [join for join in self.joins if join[2] < arrived_before]
+            self.joins = [join for join in self.joins if join[2] >= arrived_before]
         if self.joins:
             self.wakeup.set()
         if not batch:
             return
         if not self._open():
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.set_result(None)
             return
         now = _now()
         new: dict[int, int | None] = {}
         next_place = self.next_place
-        for user_id, _ in batch:
+        for user_id, _, _ in batch:
             if user_id not in self.entries and user_id not in new:
                 new[user_id] = next_place if self.drawn else None
                 if self.drawn:
@@ -259,7 +271,7 @@ class EventQueue:
                 self.entries[user_id] = Place(user_id, place, QueueStatus.WAITING)
                 (self.waiting.append if place is not None else self.pre_queue.append)(user_id)
             self.next_place = next_place
-        for _, future in batch:
+        for _, future, _ in batch:
             if not future.done():
                 future.set_result(None)
 

@@ -25,7 +25,7 @@ class EventQueues:
         self.db_url = db_url
         self.engine = make_engine(db_url, pool_size=1)
         self.handles: dict[int, ray.actor.ActorHandle] = {}
-        self.pending: dict[int, list[tuple[int, asyncio.Future]]] = {}
+        self.pending: dict[int, list[tuple[int, asyncio.Future, datetime]]] = {}  # (user, answer, arrived)
         self.in_flight: set[int] = set()
 
     def handle(self, event_id: int, *, create: bool = True):
@@ -45,7 +45,9 @@ class EventQueues:
     async def join(self, event_id: int, user_id: int) -> tuple[Place | None, QueueFigures]:
         future = asyncio.get_running_loop().create_future()
         queue = self.pending.setdefault(event_id, [])
-        queue.append((user_id, future))
+        # When the buyer came, not when the call leaves (it may wait behind one in flight): whoever came
+        # before the sale's start is in its draw.
+        queue.append((user_id, future, datetime.now(timezone.utc)))
         if len(queue) == 1 and event_id not in self.in_flight:
             asyncio.get_running_loop().call_soon(self._flush, event_id)
         return await future
@@ -58,14 +60,16 @@ class EventQueues:
 
     async def _send(self, event_id: int, queue: list[tuple[int, asyncio.Future]]) -> None:
         try:
-            places, figures = await self._ask(lambda h: h.join.remote([user_id for user_id, _ in queue]), event_id)
+            places, figures = await self._ask(
+                lambda h: h.join.remote([user_id for user_id, _, _ in queue], [arrived for _, _, arrived in queue]),
+                event_id)
             answers = [(None if places is None else place, figures) for place in (places or [None] * len(queue))]
-            for (_, future), answer in zip(queue, answers):
+            for (_, future, _), answer in zip(queue, answers):
                 if not future.done():
                     future.set_result(answer)
         except Exception as exc:  # noqa: BLE001 - every caller gets an answer
             log.warning("queue actor of event %s unavailable: %s", event_id, exc)
-            for _, future in queue:
+            for _, future, _ in queue:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Unavailable)
                                          else Unavailable("Queue temporarily unavailable, please retry"))

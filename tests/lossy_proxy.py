@@ -1,10 +1,10 @@
 """A network fault for tests: the test database behind a TCP proxy that can lose one answer.
 
-Armed, the proxy breaks the connection whose client next sends a statement containing `marker` (by default a
-category batch's write, `write_category_batch`), instead of passing the database's answer on. When that
-statement is its own transaction, PostgreSQL has done the work by then, so the client cannot tell the
-break from one before the work: exactly the case where a retry must find out what happened instead of
-doing it again.
+Armed, the proxy breaks the connection whose client next sends a statement containing `marker` (by
+default a category batch's write, `write_category_batch`), instead of passing the database's answer on.
+When that statement is its own transaction, PostgreSQL has done the work by then, so the client cannot
+tell the break from one before the work: exactly the case where a retry must find out what happened
+instead of doing it again. Given `delay_s`, it holds that answer back for a while instead (a slow write).
 """
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from storage.database import normalise_url
 
 
 class LossyProxy:
-    def __init__(self, database_url: str, marker: bytes = b"write_category_batch") -> None:
+    def __init__(self, database_url: str, marker: bytes = b"write_category_batch", delay_s: float | None = None) -> None:
+        """`delay_s`: hold the database's answer back that long, then pass it on, instead of losing it."""
         self.marker = marker
+        self.delay_s = delay_s
         url = make_url(normalise_url(database_url))
         host = url.query.get("host") or url.host or "localhost"
         port = url.port or 5432
@@ -26,6 +28,7 @@ class LossyProxy:
         self._target = (f"{host}/.s.PGSQL.{port}", None) if host.startswith("/") else (host, port)
         self.armed = False
         self.broken = 0  # answers lost so far
+        self.delayed = 0  # answers held back so far
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         threading.Thread(target=self._serve, args=(ready,), daemon=True, name="lossy-proxy").start()
@@ -58,7 +61,11 @@ class LossyProxy:
 
         async def downstream() -> None:
             while data := await server_reader.read(65536):
-                if doomed.is_set():
+                if doomed.is_set() and self.delay_s is not None:
+                    doomed.clear()
+                    self.delayed += 1
+                    await asyncio.sleep(self.delay_s)
+                elif doomed.is_set():
                     self.broken += 1
                     break
                 client_writer.write(data)

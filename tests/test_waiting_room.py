@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -522,6 +523,36 @@ def test_a_hold_left_after_its_buyers_turn_ended_goes_back_on_sale(http, db):
         conn.execute(text("UPDATE queue_entries SET status = 'expired' WHERE event_id = :e AND user_id = :u"),
                      {"e": q["id"], "u": buyer["id"]})
     wait_until(lambda: hold_status(db, r.json()["lockId"]) == "released", timeout=6 * RELEASE_SWEEP_SECONDS)
+
+
+def test_a_join_that_came_before_the_start_is_in_the_draw_though_not_written_yet(http, db, database_url):
+    """A join arrives before the sale starts while the queue is still writing an earlier one (a slow
+    write, or a backlog in a rush), and is written only after the start: it is in the draw, as the rule
+    says (whoever came before the start), not queued behind the whole pre-queue."""
+    starts = datetime.now(timezone.utc) + timedelta(seconds=20)
+    q = queued_event(http, saleStartsAt=starts.isoformat(), admissionPerMinute=6000, queuePaused=True)
+    name = queue_actor_name(q["id"])
+    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+    proxy = LossyProxy(database_url, marker=b"INSERT INTO queue_entries")
+    queue = EventQueue.options(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote(
+        proxy.url, q["id"])
+    ray.get(queue.figures.remote(), timeout=120)
+    ahead = (starts - datetime.now(timezone.utc)).total_seconds()
+    assert ahead > 3, "the set-up took too long to leave time before the start"
+    proxy.delay_s, proxy.armed = ahead + 2, True
+    first, second = person(), person()
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(join, http, first, q["id"])  # its write takes until after the start
+        wait_until(lambda: proxy.delayed == 1, timeout=30)
+        later = pool.submit(join, http, second, q["id"])  # arrives before the start, waits for that write
+        slow.result(timeout=60), later.result(timeout=60)
+    assert proxy.delayed == 1
+    wait_until(lambda: scalar(db, "SELECT drawn_at FROM event_queues WHERE event_id = :e", e=q["id"]))
+    # Both places were given by the draw's transaction (paused: no admission has touched the rows since);
+    # a join queued behind the pre-queue would have been inserted with its place by a transaction of its own.
+    assert scalar(db, "SELECT count(DISTINCT xmin::text) FROM queue_entries WHERE event_id = :e", e=q["id"]) == 1
+    assert scalar(db, "SELECT array_agg(place ORDER BY place) FROM queue_entries WHERE event_id = :e",
+                  e=q["id"]) == [1, 2]
 
 
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
