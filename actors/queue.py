@@ -44,6 +44,11 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class OutOfStep(Exception):
+    """The database is not as this actor remembers it: another instance wrote (a stale one left by a
+    network split, or its successor). The transaction rolls back and the loop reloads the truth."""
+
+
 class QueueClosed(Exception):
     """The event is unknown, deleted, over, or has no queue."""
 
@@ -262,8 +267,8 @@ class EventQueue:
             try:
                 async with self.engine.begin() as conn:
                     inserted = await queue_store.add_places(conn, self.event_id, list(new.items()), now)
-                if len(inserted) != len(new):  # someone else wrote (another instance?): the database knows
-                    raise RuntimeError("queue entries out of step with the database")
+                if len(inserted) != len(new):
+                    raise OutOfStep("queue entries written by another writer")
             except BaseException:
                 self.joins[:0] = batch  # back in line: the loop answers them once it has reloaded the truth
                 raise
@@ -299,7 +304,8 @@ class EventQueue:
         if not over:
             return
         async with self.engine.begin() as conn:
-            await queue_store.expire(conn, self.event_id, over)
+            if await queue_store.expire(conn, self.event_id, over, now) != len(over):
+                raise OutOfStep("turns ended or moved by another writer")
             holds = await queue_store.active_holds_of(conn, self.event_id, over)
         for user_id in over:
             del self.passes[user_id]
@@ -336,7 +342,8 @@ class EventQueue:
         chosen = [self.waiting[i] for i in range(count)]
         expires_at = now + timedelta(minutes=settings.shopping_minutes)
         async with self.engine.begin() as conn:
-            await queue_store.admit(conn, self.event_id, chosen, now, expires_at)
+            if await queue_store.admit(conn, self.event_id, chosen, now, expires_at) != count:
+                raise OutOfStep("buyers admitted by another writer")
         self.meter.spend(count, settings.admission_per_minute)
         stamp = time.monotonic()
         for user_id in chosen:

@@ -93,22 +93,27 @@ async def record_draw(conn: AsyncConnection, event_id: int, order: list[int], fi
 
 
 async def admit(conn: AsyncConnection, event_id: int, user_ids: list[int], now: datetime,
-                expires_at: datetime) -> None:
-    await conn.execute(
+                expires_at: datetime) -> int:
+    """Admit these waiting accounts; returns how many were (fewer: another writer got there first)."""
+    result = await conn.execute(
         update(QueueEntry)
         .where(QueueEntry.event_id == event_id, QueueEntry.user_id.in_(user_ids),
                QueueEntry.status == QueueStatus.WAITING)
         .values(status=QueueStatus.ADMITTED, admitted_at=now, pass_expires_at=expires_at)
     )
+    return result.rowcount
 
 
-async def expire(conn: AsyncConnection, event_id: int, user_ids: list[int]) -> None:
-    await conn.execute(
+async def expire(conn: AsyncConnection, event_id: int, user_ids: list[int], now: datetime) -> int:
+    """End these accounts' turns, if their passes have run out by the database's own expiry time (not a
+    writer's memory of it); returns how many turns ended."""
+    result = await conn.execute(
         update(QueueEntry)
         .where(QueueEntry.event_id == event_id, QueueEntry.user_id.in_(user_ids),
-               QueueEntry.status == QueueStatus.ADMITTED)
+               QueueEntry.status == QueueStatus.ADMITTED, QueueEntry.pass_expires_at <= now)
         .values(status=QueueStatus.EXPIRED)
     )
+    return result.rowcount
 
 
 async def active_holds_of(conn: AsyncConnection, event_id: int, user_ids: list[int]) -> list[tuple[int, int]]:

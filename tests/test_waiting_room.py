@@ -555,6 +555,68 @@ def test_a_join_that_came_before_the_start_is_in_the_draw_though_not_written_yet
                   e=q["id"]) == [1, 2]
 
 
+def _entry_of(db, event_id: int, user_id: int):
+    """(status, admitted_at, pass_expires_at) of a buyer's queue entry."""
+    with db.connect() as conn:
+        return conn.execute(text("SELECT status, admitted_at, pass_expires_at FROM queue_entries "
+                                 "WHERE event_id = :e AND user_id = :u"), {"e": event_id, "u": user_id}).one()
+
+
+def test_a_second_queue_instance_that_meets_an_admission_it_did_not_make_takes_the_databases(http, db, database_url):
+    """Two instances of one event's queue (one left behind by a network split, reachable through handles
+    cached before it). One admits the first buyer; the other then admits the same buyer: its write
+    changes nothing, and it must not go on believing its own admission (its time, its pass's expiry,
+    which it would hand out in passes). It reloads the truth."""
+    q = queued_event(http, queuePaused=True, maxShoppers=1, admissionPerMinute=6000)
+    first, second = person(), person()
+    join(http, first, q["id"]), join(http, second, q["id"])
+    other = EventQueue.remote(database_url, q["id"])
+    try:
+        assert ray.get(other.figures.remote(), timeout=120).waiting == 2
+        r = http.patch(f"/api/events/{q['id']}/queue", json={"queuePaused": False}, headers=q["org"]["headers"])
+        assert r.status_code == 200, r.text
+        wait_until(lambda: _entry_of(db, q["id"], first["id"]).status == "admitted", timeout=30)
+        ray.get(other.refresh.remote(), timeout=60)  # now it, too, admits its first waiting buyer
+        time.sleep(3 * TICK_SECONDS)
+        truth = _entry_of(db, q["id"], first["id"])
+        mine, figures = ray.get(other.state.remote(first["id"]), timeout=60)
+        assert (mine.status, mine.admitted_at, mine.pass_expires_at) == tuple(truth)
+        assert (figures.admitted, figures.waiting, figures.shopping) == (1, 1, 1)
+        assert _entry_of(db, q["id"], second["id"]).status == "waiting"  # the cap of one still holds
+    finally:
+        ray.kill(other)
+
+
+def test_a_queue_instance_never_ends_a_turn_the_database_says_goes_on(http, db, database_url):
+    """An instance remembers a pass that has run out, while the database (written by another instance, or
+    by a node whose clock is ahead) says the turn goes on: the turn is not ended, and the buyer's holds
+    are not released."""
+    q = queued_event(http, admissionPerMinute=6000)
+    buyer = person()
+    join(http, buyer, q["id"])
+    wait_until(lambda: _entry_of(db, q["id"], buyer["id"]).status == "admitted", timeout=30)
+    ray.kill(ray.get_actor(queue_actor_name(q["id"]), namespace=NAMESPACE), no_restart=True)
+    with db.begin() as conn:  # closed while this instance loads, so it steps nothing yet
+        conn.execute(text("UPDATE events SET queue_enabled = false WHERE id = :e"), {"e": q["id"]})
+        conn.execute(text("UPDATE queue_entries SET pass_expires_at = now() - interval '1 second' "
+                          "WHERE event_id = :e"), {"e": q["id"]})
+    other = EventQueue.remote(database_url, q["id"])
+    try:
+        assert ray.get(other.figures.remote(), timeout=120).shopping == 1
+        with db.begin() as conn:  # the database's truth moves on: the turn lasts another hour
+            conn.execute(text("UPDATE queue_entries SET pass_expires_at = now() + interval '1 hour' "
+                              "WHERE event_id = :e"), {"e": q["id"]})
+            conn.execute(text("UPDATE events SET queue_enabled = true WHERE id = :e"), {"e": q["id"]})
+        ray.get(other.refresh.remote(), timeout=60)  # open again: it would expire what it remembers
+        time.sleep(3 * TICK_SECONDS)
+        truth = _entry_of(db, q["id"], buyer["id"])
+        assert truth.status == "admitted"
+        mine, _ = ray.get(other.state.remote(buyer["id"]), timeout=60)
+        assert mine.pass_expires_at == truth.pass_expires_at
+    finally:
+        ray.kill(other)
+
+
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
     """Nobody polls, nobody joins: the ingress replicas look after the queues of events whose queue is on."""
     q = queued_event(http, queuePaused=True, admissionPerMinute=6000)
