@@ -64,7 +64,7 @@ class EventQueue:
         self.pre_queue: list[int] = []  # joined before the draw, in arrival order
         self.waiting: deque[int] = deque()  # with a place, in place order
         self.passes: dict[int, datetime] = {}  # admitted, pass not yet expired: when it expires
-        self.checked_out: set[int] = set()  # of those, the buyers who have made an order since
+        self.checked_out: set[int] = set()  # of those, the buyers with an order from their turn
         self.checkouts_read_at = float("-inf")  # monotonic time the orders were last read for them
         self.drawn = False
         self.next_place = 1
@@ -322,15 +322,14 @@ class EventQueue:
                                for category_id, user_id in holds), return_exceptions=True)
 
     async def _note_checkouts(self) -> None:
-        """Buyers with a pass who have made an order since they were admitted free their place under the
-        cap. Read from the orders (the category actors write them), so a restarted queue knows it too;
-        once a tick, not at every batch of joins."""
-        unknown = [user_id for user_id in self.passes if user_id not in self.checked_out]
-        if not unknown or time.monotonic() - self.checkouts_read_at < TICK_SECONDS:
+        """Buyers with a pass and an order from their turn free their place under the cap; one who cancels
+        it takes the place again. Read from the orders (the category actors write them), so a restarted
+        queue knows it too; once a tick, not at every batch of joins."""
+        if not self.passes or time.monotonic() - self.checkouts_read_at < TICK_SECONDS:
             return
         self.checkouts_read_at = time.monotonic()
         async with self.engine.connect() as conn:
-            self.checked_out |= await queue_store.ordered_during_turn(conn, self.event_id, unknown)
+            self.checked_out = await queue_store.ordered_during_turn(conn, self.event_id, list(self.passes))
 
     async def _admit(self, now: datetime) -> None:
         settings = self.sale.settings

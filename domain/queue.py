@@ -60,11 +60,12 @@ class AdmissionMeter:
 
 
 def counted_shoppers(passes: Iterable[int], checked_out: set[int]) -> int:
-    """The buyers a cap (`maxShoppers`) counts: a pass in force and no order made during their turn.
+    """The buyers a cap (`maxShoppers`) counts: a pass in force and no order standing from their turn.
 
     A buyer who has bought keeps their pass until it ends (they may buy again, within the ticket limit),
     but frees their place under the cap at once: a cap then admits as fast as buyers check out, instead
-    of one cap's worth per shopping time."""
+    of one cap's worth per shopping time. A buyer who cancels that order is shopping again, and counts
+    again (else order-and-cancel would let more shoppers in than the cap)."""
     return sum(1 for user_id in passes if user_id not in checked_out)
 
 

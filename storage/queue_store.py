@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.queue import Place
 from domain.sale import SaleSettings
-from domain.vocabulary import HoldStatus, QueueStatus
+from domain.vocabulary import HoldStatus, OrderStatus, QueueStatus
 from storage.models import Event, EventQueue, Hold, Order, QueueEntry
 
 
@@ -137,15 +137,16 @@ async def holds_after_turns(conn: AsyncConnection, event_id: int) -> list[tuple[
 
 
 async def ordered_during_turn(conn: AsyncConnection, event_id: int, user_ids: list[int]) -> set[int]:
-    """Which of these admitted accounts have made an order in the event since they were admitted (any
-    order, even one cancelled since: they have checked out once)."""
+    """Which of these admitted accounts have an order in the event, made since they were admitted and not
+    cancelled since."""
     if not user_ids:
         return set()
     users = bindparam("users", user_ids, type_=ARRAY(Integer))
     rows = await conn.execute(
         select(Order.user_id).distinct()
         .join(QueueEntry, (QueueEntry.event_id == Order.event_id) & (QueueEntry.user_id == Order.user_id))
-        .where(Order.event_id == event_id, Order.user_id == any_(users), Order.created_at >= QueueEntry.admitted_at)
+        .where(Order.event_id == event_id, Order.user_id == any_(users), Order.created_at >= QueueEntry.admitted_at,
+               Order.status != OrderStatus.CANCELLED)
     )
     return set(rows.scalars().all())
 

@@ -325,6 +325,35 @@ def test_cap_admits_as_buyers_check_out_or_their_time_runs_out(http, db, jwt_sec
                             403, "expired")
 
 
+def test_a_buyer_who_cancels_their_order_counts_against_the_cap_again(http, db, jwt_secret):
+    """Buying frees a buyer's place under the cap; cancelling that order takes it back (they are shopping
+    again with a valid pass), so order-and-cancel cannot let more shoppers in than the cap."""
+    q = queued_event(http, maxShoppers=1, shoppingMinutes=10, admissionPerMinute=6000)
+    first, second, third = many_buyers(db, jwt_secret, 3)
+    for b in (first, second, third):
+        join(http, b, q["id"])
+
+    def buy(buyer):
+        state = wait_until(lambda: (s := turn(http, buyer, q["id"]))["status"] == "admitted" and s, timeout=30)
+        r = http.post("/api/orders", json={"eventId": q["id"], "categoryId": q["categories"][0], "quantity": 1},
+                      headers={**buyer["headers"], "X-Queue-Pass": state["queuePass"]})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def shopping():
+        return http.get(f"/api/events/{q['id']}/queue/figures").json()["shopping"]
+
+    order = buy(first)
+    wait_until(lambda: turn(http, second, q["id"])["status"] == "admitted", timeout=30)
+    r = http.post(f"/api/orders/{order['id']}/cancel", headers=first["headers"])
+    assert r.status_code in (200, 201), r.text
+    wait_until(lambda: shopping() == 2, timeout=30)  # the first buyer is shopping again, the second too
+    buy(second)
+    wait_until(lambda: shopping() == 1, timeout=30)  # the first still shops: the cap of one is full
+    time.sleep(3 * TICK_SECONDS)
+    assert turn(http, third, q["id"])["status"] == "waiting"
+
+
 def test_operators_pause_resume_and_read_figures(http, db, jwt_secret):
     q = queued_event(http, admissionPerMinute=6000)
     org = q["org"]
