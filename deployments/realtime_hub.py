@@ -130,8 +130,12 @@ class Hub:
         while True:
             if not self.occupied.is_set():
                 # Nobody to tell: stop polling (a rush publishes hundreds of batches a second). The next
-                # socket starts a fresh sync, so notices from meanwhile are not replayed to it.
+                # socket starts a fresh sync, so notices from meanwhile are not replayed to it. The figures
+                # kept go too: the broadcaster may restart meanwhile, and its versions, starting again, would
+                # look older than them (the fresh sync starts no new generation), so they would be sent to
+                # the next sockets and every real update of their categories dropped for hours.
                 self.epoch = None
+                self.latest.clear()
                 self.synced.clear()
                 await self.occupied.wait()
             started = time.monotonic()

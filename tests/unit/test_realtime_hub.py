@@ -91,6 +91,46 @@ def test_broadcaster_restart_starts_a_new_generation():
     run(scenario())
 
 
+def test_a_broadcaster_restart_while_the_replica_has_no_socket_leaves_no_stale_figures():
+    """The replica goes idle (no socket: it stops polling), the broadcaster restarts meanwhile and its
+    versions start again. The next socket gets the new figures, and later updates are not dropped as
+    older than the ones from before the restart."""
+    async def scenario():
+        results, poll = fed_poll()
+        hub = Hub(poll)
+        before, after = Session("a", 1), Session("b", 2)
+        hub.add(before)
+        hub.join(before, 5)
+        hub.start()
+        try:
+            await results.put({"epoch": "old", "version": 500, "notices": [], "snapshots": [figures(5, 1, 500, 9)]})
+            await asyncio.wait_for(hub.synced.wait(), 5)
+            hub.remove(before)
+            # the long poll in flight answers (nothing new); then the loop, with no socket, stops polling
+            await results.put({"epoch": "old", "version": 500, "notices": [], "snapshots": []})
+            for _ in range(100):
+                await asyncio.sleep(0)
+            got = []
+
+            async def send(text):
+                got.append(json.loads(text)["data"]["availableTickets"])
+            after.attach(send)
+            hub.add(after)  # the broadcaster restarted meanwhile: category 5/1 has not published again yet
+            await results.put({"epoch": "new", "version": 1, "notices": [], "snapshots": [figures(5, 2, 1, 3)]})
+            await asyncio.wait_for(hub.synced.wait(), 5)
+            hub.join(after, 5)
+            hub.catch_up(after)
+            await results.put({"epoch": "new", "version": 2, "notices": [], "snapshots": [figures(5, 1, 2, 1)]})
+            for _ in range(1000):
+                if got and got[-1] == 1:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            await hub.stop()
+        assert 9 not in got and got[-1] == 1  # never the figures from before the restart; the sale arrived
+    run(scenario())
+
+
 def test_notices_go_to_every_socket_of_the_user_but_not_on_first_sync():
     async def scenario():
         tab1, tab2, other = Session("a", 1), Session("b", 1), Session("c", 2)
