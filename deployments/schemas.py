@@ -12,14 +12,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
-from domain.vocabulary import MAX_ID, ROLES, Role
+from domain.vocabulary import MAX_ID, MAX_QUANTITY, ROLES, Role
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 # The role names as a Literal (a plain string enum in the OpenAPI document, as before), from the one Role enum.
 RoleName = Literal[ROLES]  # type: ignore[valid-type]
-Quantity = Annotated[StrictInt, Field(ge=1, le=1000)]
+Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 MIN_YEAR, MAX_YEAR = 1900, 9998
 
 

@@ -196,7 +196,8 @@ class Limiter:
     def check(self, action: Action, now: float, cost: float = 1.0, **keys: str | None) -> Refused | None:
         """Spend `cost` tokens of `action` for each scope given (`account=`, `address=`; None or an
         empty key skips that scope) if every one of them has them; else spend nothing and say why.
-        A cost above a bucket's burst costs the whole burst (it passes once the bucket is full)."""
+        A cost above a bucket's burst costs the whole burst (it passes once the bucket is full); a cost
+        below 1 costs 1 (a caller's bad input never refills a bucket)."""
         found: list[tuple[list[float], float]] = []
         worst: Refused | None = None
         for scope_name, key in keys.items():
@@ -207,7 +208,7 @@ class Limiter:
             if not rate.on:
                 continue
             bucket = self._bucket((action, scope, key), rate, now)
-            need = min(cost, rate.burst)
+            need = min(max(cost, 1.0), rate.burst)
             if bucket[0] + 1e-9 >= need:
                 found.append((bucket, need))
             else:

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from domain.vocabulary import MAX_ID, CategoryFigures
+from domain.vocabulary import MAX_ID, MAX_QUANTITY, CategoryFigures
 
 MAX_MESSAGE_CHARS = 16_384
 
@@ -73,9 +73,10 @@ def positive_id(data: dict, field: str) -> int:
 
 def quantity(data: dict) -> int:
     value = data.get("quantity")
-    if type(value) is not int:
-        raise ProtocolError("quantity must be an integer")
-    return value  # the category's rules check the range (1..max_per_order)
+    # The range before anything else: a quantity below 1 would be a negative cost to the rate limits.
+    if type(value) is not int or not 1 <= value <= MAX_QUANTITY:
+        raise ProtocolError(f"quantity must be an integer between 1 and {MAX_QUANTITY}")
+    return value  # the category's rules check its own maximum (max_per_order)
 
 
 def check_identity(data: dict, user_id: int) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 # PostgreSQL `integer` (users, events, categories): an id outside 1..MAX_ID names no row, so the edges
 # refuse it (400/401/404) instead of letting it reach the database as an out-of-range parameter (500).
 MAX_ID = 2**31 - 1
+MAX_QUANTITY = 1000  # seats in one request, on every route and message (a category's own maximum may be lower)
 
 
 class Role(str, enum.Enum):

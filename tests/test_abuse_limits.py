@@ -201,3 +201,31 @@ def test_socket_holds_and_joins_are_held_to_the_same_limits(realtime, http, db):
                       c=cat["category"]) == 0
     finally:
         reconfigure_realtime({"hold_seconds": 300, "max_per_order": 10, "rate_limits": "off"})
+
+
+def test_a_quantity_below_one_over_the_socket_refills_no_rate_limit(realtime, http, db):
+    """A lock-tickets with a quantity of 0 or below is refused at the socket before the rate limits: as a
+    negative cost it would have refilled the account's bucket, and alternating it with real holds would
+    have lifted the limit altogether."""
+    from tests.test_realtime import Client
+
+    reconfigure_realtime({"hold_seconds": 300, "max_per_order": 10, "rate_limits": production_rate_limits()})
+    try:
+        cat = new_category(http, seats=50)
+        buyer = person()
+        with Client(realtime, buyer["headers"]["Authorization"].removeprefix("Bearer "),
+                    headers=client()) as ws:
+            lock = {"eventId": cat["event"], "categoryId": cat["category"]}
+            ws.send("lock-tickets", {**lock, "quantity": 10})  # the account's whole burst
+            assert ws.expect("lock-tickets-response")["success"] is True
+            for quantity in (-10, 0):
+                ws.send("lock-tickets", {**lock, "quantity": quantity})
+                refused = ws.expect("lock-tickets-response")
+                assert refused["success"] is False and refused["statusCode"] == 400, refused
+            other = new_category(http, seats=50)
+            ws.send("lock-tickets", {"eventId": other["event"], "categoryId": other["category"], "quantity": 10})
+            refused = ws.expect("lock-tickets-response")
+            assert refused["success"] is False and refused["statusCode"] == 429, refused
+        assert scalar(db, "SELECT count(*) FROM holds WHERE category_id = :c", c=other["category"]) == 0
+    finally:
+        reconfigure_realtime({"hold_seconds": 300, "max_per_order": 10, "rate_limits": "off"})

@@ -152,7 +152,7 @@ def test_bad_messages_get_an_error_and_keep_the_socket(realtime, http):
         assert client.expect("error")["statusCode"] == 404
         client.send("lock-tickets", {"eventId": 1, "categoryId": 1, "quantity": "2"})
         assert client.expect("lock-tickets-response") == {
-            "success": False, "message": "quantity must be an integer", "statusCode": 400}
+            "success": False, "message": "quantity must be an integer between 1 and 1000", "statusCode": 400}
         client.ws.send(b"\x00binary")
         assert client.expect("error")["message"] == "Binary messages are not supported"
         client.send("heartbeat")

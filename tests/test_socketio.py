@@ -224,7 +224,7 @@ def test_bad_events_get_an_error_and_keep_the_connection(socketio_url, http):
         assert await client.call("join-event-room", {"eventId": "7"}) == {
             "message": "eventId must be a positive integer", "statusCode": 400}
         assert await client.call("lock-tickets", {"eventId": 1, "categoryId": 1, "quantity": "2"}) == {
-            "success": False, "message": "quantity must be an integer", "statusCode": 400}
+            "success": False, "message": "quantity must be an integer between 1 and 1000", "statusCode": 400}
         assert (await client.call("heartbeat"))["timestamp"]
         await client.close()
 

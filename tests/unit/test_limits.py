@@ -63,6 +63,14 @@ def test_holds_cost_one_token_per_seat_and_a_large_hold_at_most_the_burst():
     assert limiter.check(Action.HOLD, 100, cost=50, address="a").retry_after == 100  # refill 10 at 6/min
 
 
+def test_a_cost_below_one_costs_one_and_never_refills_a_bucket():
+    limiter = Limiter(Limits(rates={(Action.HOLD, Scope.ADDRESS): Rate.parse("10 + 6/min")}))
+    assert limiter.check(Action.HOLD, 0, cost=10, address="a") is None
+    assert limiter.check(Action.HOLD, 0, cost=-10, address="a").retry_after == 10
+    assert limiter.check(Action.HOLD, 0, cost=0, address="a").retry_after == 10
+    assert limiter.check(Action.HOLD, 0, cost=1, address="a").retry_after == 10
+
+
 def test_off_limits_and_missing_keys_are_not_checked():
     limiter = Limiter(Limits.off())
     assert all(limiter.check(Action.HOLD, 0, cost=10, account="a", address="x") is None for _ in range(1000))
