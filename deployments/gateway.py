@@ -165,7 +165,12 @@ class Gateway:
         except Exception:
             log.warning("warming the category actors of event %s failed", event["idEvent"], exc_info=True)
         if event.get("queueEnabled"):  # present only when the event has sale settings
-            await self.waiting_room.queues.figures(event["idEvent"])  # starts the queue's clock
+            try:
+                await self.waiting_room.queues.figures(event["idEvent"])  # starts the queue's clock
+            except Exception:
+                # The event is saved: a 503 now would have the organizer create it twice. The queue keeper
+                # (_keep_queues) starts the queue within QUEUE_KEEPER_SECONDS.
+                log.warning("starting the queue of event %s failed", event["idEvent"], exc_info=True)
         return event
 
     async def reconfigure(self, config: dict) -> None:

@@ -646,6 +646,29 @@ def test_a_queue_instance_never_ends_a_turn_the_database_says_goes_on(http, db, 
         ray.kill(other)
 
 
+def test_an_event_whose_queue_cannot_start_yet_is_created_once_and_its_queue_follows(http, db):
+    """Creating an event with a queue answers 201 even when its queue actor cannot start right then (the
+    event is saved: a 503 would have the organizer create it a second time); the queue starts later."""
+    next_id = scalar(db, "SELECT nextval('events_id_seq')") + 1
+    name = queue_actor_name(next_id)
+    broken = EventQueue.options(name=name, namespace=NAMESPACE, lifetime="detached").remote(
+        "postgresql+psycopg://nobody@127.0.0.1:9/nothing", next_id)  # cannot load: no database there
+    org = person("organizer")
+    title = f"Queue later {uuid.uuid4().hex[:8]}"
+    body = {"eventName": title, "eventCategory": "music", "eventDate": soon(30 * 86400), "queueEnabled": True,
+            "admissionPerMinute": 6000,
+            "ticketCategories": [{"categoryName": "General", "price": "10.00", "totalSeats": 5}]}
+    r = http.post("/api/events", json=body, headers=org["headers"])
+    assert r.status_code == 201, r.text
+    assert r.json()["idEvent"] == next_id
+    assert scalar(db, "SELECT count(*) FROM events WHERE name = :n", n=title) == 1
+    ray.kill(broken, no_restart=True)
+    buyer = person()
+    wait_until(lambda: http.post(f"/api/events/{next_id}/queue", headers=buyer["headers"]).status_code == 201,
+               timeout=60)
+    wait_until(lambda: turn(http, buyer, next_id)["status"] == "admitted", timeout=30)
+
+
 def test_a_queue_actor_killed_for_good_is_started_again_without_any_caller(http, db, jwt_secret):
     """Nobody polls, nobody joins: the ingress replicas look after the queues of events whose queue is on."""
     q = queued_event(http, queuePaused=True, admissionPerMinute=6000)
