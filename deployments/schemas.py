@@ -42,7 +42,7 @@ class RegisterBody(Body):
 
 
 class LoginBody(Body):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    username: ShortName  # stripped as at registration: "alice " registered as "alice" logs in as it typed
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 

@@ -151,6 +151,16 @@ def test_login_returns_only_a_token_that_carries_the_user(http, jwt_secret):
     assert claims["role"] == "organizer" and claims["exp"] > claims["iat"]
 
 
+def test_login_takes_the_username_as_registration_stored_it(http):
+    """Registration strips the username (a phone keyboard's trailing space); login does the same, or the
+    user could not log in with what they typed at registration."""
+    name = unique("spaced")
+    r = http.post("/api/auth/register", json={"username": f" {name} ", "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["username"] == name, r.text
+    r = http.post("/api/auth/login", json={"username": f"{name} ", "password": PASSWORD})
+    assert r.status_code == 201 and set(r.json()) == {"token"}, r.text
+
+
 def test_login_wrong_password_is_401(http, db):
     user = register(http, password=PASSWORD)
     with unchanged(db):
