@@ -34,16 +34,24 @@ def jwt_secret(folder: Path | None = None) -> str:
     path = folder / "jwt_secret"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        candidate = secrets.token_urlsafe(48)
-        # O_EXCL: when several replicas start at once, the first writer wins and the others read it.
+        # Written whole under a name of its own, then linked into place: when several replicas start at once,
+        # the first link wins and the others read it, and nobody can read the file before it is written
+        # (a replica that read it empty would refuse every token until it restarted).
+        draft = folder / f".jwt_secret.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(candidate)
-    return path.read_text().strip()
+        finally:
+            draft.unlink()
+    secret = path.read_text().strip()
+    if not secret:
+        raise RuntimeError(f"{path} is empty: delete it (a new secret is made; tokens signed before stop working) "
+                           "or set JWT_SECRET")
+    return secret
 
 
 @dataclass(frozen=True)
