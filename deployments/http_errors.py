@@ -6,12 +6,18 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from ray.exceptions import RayTaskError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from domain.errors import ApiError, error_body
+from domain.errors import ApiError, Unavailable, error_body
 
 log = logging.getLogger(__name__)
+# A part of the system that is away for now (the database, an actor, a replica): worth a retry, so a 503.
+AWAY = (OperationalError, InterfaceError, PoolTimeoutError, RayActorError, ActorUnavailableError, GetTimeoutError,
+        BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError)
 
 
 def api_error_response(exc: ApiError) -> JSONResponse:
@@ -41,7 +47,17 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code)
 
 
+def is_away(exc: BaseException) -> bool:
+    """Did this fail because a part of the system is away for now (retry later), not because of a bug? A
+    service's own failure comes back from its replica wrapped in a RayTaskError."""
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    return isinstance(cause, AWAY) or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_away(exc):
+        log.warning("%s %s: %s away (%s)", request.method, request.url.path, type(exc).__name__, exc)
+        return api_error_response(Unavailable("Service temporarily unavailable, please retry"))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body(500, "Internal server error"), status_code=500)
 
