@@ -144,6 +144,7 @@ class RealtimeCore:
                 session.send("error", {"message": "Token expired", "statusCode": 401})
                 closing = (proto.CLOSE_UNAUTHORIZED, "Token expired")
         finally:
+            session.gone = True
             self.hub.remove(session)
             self.queue.forget(session)
             self.metrics.set_connections(len(self.hub.sessions))
@@ -159,7 +160,7 @@ class RealtimeCore:
 
     async def _release(self, session: Session) -> None:
         """The socket is gone: release its holds that were not confirmed (each change is broadcast)."""
-        for event_id, category_id in session.held:
+        for event_id, category_id in list(session.held):  # a lock still finishing may add to it
             try:
                 await self.categories.call(event_id, category_id, ReleaseSessionRequest(session.id))
             except Exception:
@@ -243,6 +244,10 @@ class RealtimeCore:
         # the one this socket was last sent for the event); without a queue, once the sale has started.
         queue_pass = proto.queue_pass(data) or self.queue.pass_of(session, event_id)
         await self.desk.check_may_shop(session.user_id, event_id, queue_pass, SOCKET_CARRIER)
+        if session.gone:
+            # Closed while the pass was checked (Socket.IO does not cancel a running handler): its clean-up
+            # has already looked at its holds, so a hold made now would stay until it expired.
+            return
         request = HoldRequest(session.user_id, quantity, session.id)
         # Noted before the call: if the socket goes away meanwhile, its clean-up still releases the hold.
         key, had = (event_id, category_id), (event_id, category_id) in session.held

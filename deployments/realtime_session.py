@@ -87,6 +87,7 @@ class Session:
     outbox: Outbox = field(default_factory=Outbox)
     rooms: set[int] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)  # categories where this socket made holds
+    gone: bool = False  # the socket has closed and its clean-up began: it makes no new hold
     address: str | None = None  # the client's address at the handshake, for the abuse limits
     sender: Sender | None = None  # None until attached: messages wait in the outbox
     draining: asyncio.Task | None = None  # finishing a send that blocked, then what queued behind it
