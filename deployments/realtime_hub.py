@@ -172,15 +172,19 @@ class Hub:
         if result["snapshots"]:
             self.sequence += 1
             self.changed.set()
-        if self.on_queues is not None and result.get("queues"):
-            self.on_queues(result["queues"])
         self.synced.set()
-        if first_sync:
-            return  # notices from before this replica started are not news to its sockets
-        for kind, user_id, payload in result["notices"]:
-            text = self.encode(kind, payload)
-            for session in list(self.users.get(user_id, ())):
-                session.put(text)
+        if not first_sync:  # notices from before this replica started are not news to its sockets
+            for kind, user_id, payload in result["notices"]:
+                text = self.encode(kind, payload)
+                for session in list(self.users.get(user_id, ())):
+                    session.put(text)
+        # Last, and on its own: the next poll starts after this result's version, so a failure here (say,
+        # figures from a queue actor of another version) must not cost the sockets this result's notices.
+        if self.on_queues is not None and result.get("queues"):
+            try:
+                self.on_queues(result["queues"])
+            except Exception:
+                log.exception("queue figures of this poll could not be delivered")
 
     async def _fan_out_loop(self) -> None:
         """Pass over the sockets, bringing each up to the newest figures, while figures keep changing.

@@ -145,6 +145,27 @@ def test_notices_go_to_every_socket_of_the_user_but_not_on_first_sync():
     run(scenario())
 
 
+def test_queue_figures_that_fail_cost_the_sockets_nothing_else_of_the_poll():
+    """The next poll starts after this one's version: what one poll brings is delivered even when its
+    queue figures cannot be (a queue actor of another version, say)."""
+    async def scenario():
+        def broken(queues):
+            raise KeyError("shopping")
+        session = Session("a", 1)
+        hub = Hub(None, on_queues=broken)
+        hub.add(session)
+        hub.join(session, 5)
+        notice = ("order-completed", 1, {"orderId": "9"})
+        deliver_now(hub, {"epoch": "e", "version": 1, "snapshots": [], "notices": [], "queues": [{"eventId": 5}]})
+        assert hub.synced.is_set()
+        deliver_now(hub, {"epoch": "e", "version": 2, "snapshots": [figures(5, 1, 2, 4)], "notices": [notice],
+                          "queues": [{"eventId": 5}]})
+        got = drain(session)
+        assert {"event": "order-completed", "data": {"orderId": "9"}} in got
+        assert any(m["event"] == "availability-update" for m in got)
+    run(scenario())
+
+
 def test_remove_forgets_the_session_everywhere():
     async def scenario():
         session = Session("a", 1)
