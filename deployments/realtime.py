@@ -210,6 +210,7 @@ class RealtimeCore:
 
     async def _join(self, session: Session, data: dict) -> None:
         event_id = proto.positive_id(data, "eventId")
+        proto.check_may_join(session.rooms, event_id)  # before the query: a refusal costs nothing
         event = await events_store.get_event(self.engine, event_id)
         event_rules.check_visible(event_id, event is not None, bool(event and event.is_active),
                                   event.created_by if event else 0, None)

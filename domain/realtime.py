@@ -18,6 +18,9 @@ CLIENT_EVENTS = frozenset(
      "join-queue", "queue-status"}
 )
 MAX_PASS_CHARS = 2000  # as the X-Queue-Pass header's limit
+# Event rooms one socket may be in at once: every change of availability walks each socket's rooms, so one
+# client in thousands of rooms would slow every watcher of its replica.
+MAX_ROOMS_PER_SOCKET = 50
 
 # Close codes (4000-4999 are free for applications; the handshake refusal is an HTTP 401 where the
 # server supports it, else a close before accept, which clients see as HTTP 403).
@@ -69,6 +72,12 @@ def positive_id(data: dict, field: str) -> int:
     if type(value) is not int or not 1 <= value <= MAX_ID:
         raise ProtocolError(f"{field} must be a positive integer")
     return value
+
+
+def check_may_join(rooms: set[int], event_id: int) -> None:
+    """A socket may be in MAX_ROOMS_PER_SOCKET event rooms at once (joining one it is in is no new room)."""
+    if event_id not in rooms and len(rooms) >= MAX_ROOMS_PER_SOCKET:
+        raise ProtocolError(f"Too many event rooms on this socket (at most {MAX_ROOMS_PER_SOCKET}): leave one first")
 
 
 def quantity(data: dict) -> int:

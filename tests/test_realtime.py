@@ -162,6 +162,26 @@ def test_bad_messages_get_an_error_and_keep_the_socket(realtime, http):
 # ---- rooms ------------------------------------------------------------------------------------------
 
 
+def test_a_socket_is_in_at_most_50_event_rooms_at_once(realtime, http, db):
+    """Every change of availability walks each socket's rooms: one client in every room of the catalogue
+    would slow every watcher of its replica."""
+    user = register(http, "organizer")
+    with db.begin() as conn:
+        events = conn.execute(text("INSERT INTO events (name, category, event_date, created_by) "
+                                   "SELECT 'Room ' || g, 'music', now() + interval '30 days', :u "
+                                   "FROM generate_series(1, 51) g RETURNING id"), {"u": user["id"]}).scalars().all()
+    with Client(realtime, user["token"]) as client:
+        for event_id in events[:50]:
+            assert client.join(event_id)["success"] is True
+        client.send("join-event-room", {"eventId": events[50]})
+        assert client.expect("error") == {
+            "message": "Too many event rooms on this socket (at most 50): leave one first", "statusCode": 400}
+        assert client.join(events[0])["success"] is True  # a room it is in already: no new room
+        client.send("leave-event-room", {"eventId": events[0]})
+        client.expect("left-event-room")
+        assert client.join(events[50])["success"] is True
+
+
 def test_join_sends_current_availability_of_every_category_at_once(realtime, http, event):
     event_id, general, vip = ids(event)
     user = register(http)
