@@ -11,7 +11,7 @@ from deployments.views import category_view, event_view
 from domain import events as rules
 from domain.auth import Principal
 from domain.errors import BadRequest, NotFound
-from domain.sale import SaleSettings, check_sale_settings
+from domain.sale import QUEUE_NEEDS_A_WAY_IN, SaleSettings, check_sale_settings
 from storage import events_store
 from storage.database import make_engine
 from storage.migrate import health
@@ -94,7 +94,7 @@ class EventsService:
         fields = {EVENT_FIELDS[k]: v for k, v in body.items() if k in EVENT_FIELDS}
         check_sale_settings(sale_settings({**current_sale_columns(event), **fields}))
         if fields:
-            await events_store.update_event(self.engine, event_id, fields)
+            await self._write_settings(event_id, fields)
             await self.categories.refresh(event_id, [c.id for c in event.ticket_categories])
             await self._refresh_queue(event, fields)
         return await self.get(event_id, principal)
@@ -108,9 +108,15 @@ class EventsService:
         fields = {EVENT_FIELDS[k]: v for k, v in body.items() if k in EVENT_FIELDS}
         check_sale_settings(sale_settings({**current_sale_columns(event), **fields}))
         if fields:
-            await events_store.update_event(self.engine, event_id, fields)
+            await self._write_settings(event_id, fields)
             await self._refresh_queue(event, fields)
         return await self.get(event_id, principal)
+
+    async def _write_settings(self, event_id: int, fields: dict) -> None:
+        try:
+            await events_store.update_event(self.engine, event_id, fields)
+        except events_store.QueueWithoutWayIn:  # checked above, but another edit came in between
+            raise BadRequest(QUEUE_NEEDS_A_WAY_IN) from None
 
     async def _refresh_queue(self, event: Event, fields: dict) -> None:
         """The queue actor applies new settings at once (and starts when a queue is switched on)."""

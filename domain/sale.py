@@ -27,10 +27,14 @@ class SaleSettings:
         return self.sale_starts_at is None or now >= self.sale_starts_at
 
 
+QUEUE_NEEDS_A_WAY_IN = "A queue needs admissionPerMinute, maxShoppers or both"
+
+
 def check_sale_settings(settings: SaleSettings) -> None:
-    """A queue needs a way to let people in: a rate, a cap on shoppers, or both."""
+    """A queue needs a way to let people in: a rate, a cap on shoppers, or both (the database's
+    `queue_has_a_way_in` holds it against concurrent edits too)."""
     if settings.queue_enabled and settings.admission_per_minute is None and settings.max_shoppers is None:
-        raise BadRequest("A queue needs admissionPerMinute, maxShoppers or both")
+        raise BadRequest(QUEUE_NEEDS_A_WAY_IN)
 
 
 def queue_route(event_id: int) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from psycopg.errors import ForeignKeyViolation
+from psycopg.errors import CheckViolation, ForeignKeyViolation
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +15,11 @@ from storage.models import Event, TicketCategory
 
 class UnknownCreator(Exception):
     """The creator's user row does not exist (a valid token outlived its user)."""
+
+
+class QueueWithoutWayIn(Exception):
+    """The write would leave the event's queue on with neither a rate nor a cap (`queue_has_a_way_in`):
+    another edit changed the event since it was read."""
 
 
 async def create_event(engine: AsyncEngine, fields: dict, categories: list[dict], created_by: int) -> Event:
@@ -49,8 +54,14 @@ async def list_events(
 
 
 async def update_event(engine: AsyncEngine, event_id: int, fields: dict) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(update(Event).where(Event.id == event_id).values(**fields, updated_at=datetime.now().astimezone()))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(Event).where(Event.id == event_id).values(**fields, updated_at=datetime.now().astimezone()))
+    except IntegrityError as exc:
+        if isinstance(exc.orig, CheckViolation) and exc.orig.diag.constraint_name == "queue_has_a_way_in":
+            raise QueueWithoutWayIn(event_id) from exc
+        raise
 
 
 async def category_exists(engine: AsyncEngine, event_id: int, category_id: int) -> bool:

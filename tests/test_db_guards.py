@@ -438,6 +438,20 @@ def test_a_hold_written_already_confirmed_with_its_order_counts_once(db, two):
     assert tickets(db, general) == 3
 
 
+def test_a_queue_cannot_be_left_without_a_way_in(db, cat):
+    """Queue on needs a rate, a cap or both (migration 0006): two edits at once cannot leave a queue that
+    admits nobody."""
+    def set_(sql):
+        return lambda conn: conn.execute(text(f"UPDATE events SET {sql} WHERE id = :e"), {"e": cat["event"]})
+    refused(db, set_("queue_enabled = true"), "queue_has_a_way_in")
+    with db.begin() as conn:
+        set_("queue_enabled = true, admission_per_minute = 60")(conn)
+    refused(db, set_("admission_per_minute = NULL"), "queue_has_a_way_in")
+    with db.begin() as conn:
+        set_("max_shoppers = 5, admission_per_minute = NULL")(conn)  # a cap alone is a way in
+        set_("queue_enabled = false, max_shoppers = NULL")(conn)  # no queue needs neither
+
+
 def test_ticket_limit_refuses_any_statement_past_it_across_categories(db, two):
     general, vip = two["general"], two["vip"]
     set_limit(db, general, 4)

@@ -124,6 +124,23 @@ def test_switching_the_queue_on_without_a_way_in_is_refused(http, db):
                      400, "A queue needs admissionPerMinute, maxShoppers or both")
 
 
+def test_two_edits_at_once_never_leave_a_queue_without_a_way_in(http, db):
+    """Switching the queue on and dropping the rate are each fine alone; at once, whichever comes second
+    is refused (400), never both saved (a queue that would admit nobody, for good)."""
+    org = person("organizer")
+    for _ in range(8):
+        e = http.post("/api/events", json={"eventName": "E", "eventCategory": "m", "eventDate": soon(86400),
+                                           "admissionPerMinute": 60}, headers=org["headers"]).json()
+        path = f"/api/events/{e['idEvent']}"
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda body: http.put(path, json=body, headers=org["headers"]),
+                                    [{"queueEnabled": True}, {"admissionPerMinute": None}]))
+        assert {r.status_code for r in answers} <= {200, 400}, [r.text for r in answers]
+        row_ = row(db, "SELECT queue_enabled, admission_per_minute, max_shoppers FROM events WHERE id = :e",
+                   e=e["idEvent"])
+        assert not (row_["queue_enabled"] and row_["admission_per_minute"] is None and row_["max_shoppers"] is None)
+
+
 def test_a_sale_that_has_not_started_refuses_holds_without_a_queue(http, db):
     org = person("organizer")
     e = http.post("/api/events", json={"eventName": "Later", "eventCategory": "m", "eventDate": soon(86400),
