@@ -161,6 +161,10 @@ class RealtimeSocketIO:
             await asyncio.sleep(0)
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         closing = await self.core.run(session, principal, self._sender(eio_sid), gone)
+        if self.links.get(sid, (None,))[0] is session:
+            # Usually `_disconnect` has dropped it; but python-socketio does not call it for a client that left
+            # while its connect handler was still running, and the link would stay for good.
+            del self.links[sid]
         if closing is None:
             return
         if closing[0] == proto.CLOSE_UNAUTHORIZED:

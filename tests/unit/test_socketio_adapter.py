@@ -40,3 +40,31 @@ def test_polling_only_with_exactly_one_replica():
     assert transports(True, 2) == ["websocket"]
     assert transports(True, None) == ["websocket"]  # autoscaling: the count may grow
     assert transports(False, 1) == ["websocket"]
+
+
+def test_a_client_that_left_during_its_connect_leaves_no_link_behind(tmp_path):
+    """python-socketio does not call the disconnect handler for a client that leaves while its connect
+    handler runs (the replica waiting for its first poll); the link must still go when its session ends."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import socketio
+
+    from deployments.realtime import RealtimeCore
+    from deployments.realtime_session import Session
+    from deployments.realtime_sio import RealtimeSocketIO
+    from domain.auth import Principal
+
+    adapter_class = RealtimeSocketIO.func_or_class  # its methods, on the parts they use (Serve's wrapper aside)
+
+    async def scenario():
+        adapter = SimpleNamespace(core=RealtimeCore("postgresql+psycopg://nobody@127.0.0.1:9/none", str(tmp_path)),
+                                  sio=socketio.AsyncServer(async_mode="asgi"), links={})
+        adapter._sender = lambda eio_sid: adapter_class._sender(adapter, eio_sid)
+        session = Session("s1", 7)
+        gone = asyncio.get_running_loop().create_future()
+        adapter.links["sid-1"] = (session, gone)  # as _connect leaves it once core.open() has returned
+        gone.set_result(None)  # the client had already left: no disconnect handler will run for it
+        await adapter_class._live(adapter, "sid-1", session, Principal(7, "buyer", "assistant"), gone)
+        assert "sid-1" not in adapter.links
+    asyncio.run(scenario())
