@@ -62,6 +62,18 @@ def _raise_connection_limit(server, pgdata: Path) -> None:
     server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)  # new pid, so cleanup stops the right one
 
 
+def server_running(pgdata: Path) -> bool:
+    """Does a PostgreSQL server run on `pgdata`? Its `postmaster.pid` alone does not say: a crash or a reboot
+    leaves the file behind, and its pid may be dead or, by now, another program's."""
+    import psutil  # pgserver's own dependency
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        return "postgres" in psutil.Process(pid).name()
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
 def stop_embedded(pgdata: Path) -> bool:
     """Stop the embedded server in `pgdata`, whichever process started it; False if none was running.
 
@@ -69,11 +81,16 @@ def stop_embedded(pgdata: Path) -> bool:
     pids of processes that ended without its exit hook (`ticketing serve` replaces itself with
     `serve run`), so its cleanup is not enough here.
     """
-    if not (pgdata / "postmaster.pid").exists():
+    if not server_running(pgdata):
+        (pgdata / ".handle_pids.json").unlink(missing_ok=True)
         return False
     from pgserver._commands import pg_ctl
+    from pgserver.postgres_server import PostgresServer
 
     run_as = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver does
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=run_as)
     (pgdata / ".handle_pids.json").unlink(missing_ok=True)
+    # This process's pgserver handle (if it started the server) is stale now: a later start in the same
+    # process (a notebook run again) must start the server, not be handed the stopped one.
+    PostgresServer._instances.pop(Path(pgdata).expanduser().resolve(), None)
     return True

@@ -37,7 +37,11 @@ def _data_dir(args) -> Path:
         os.environ["TICKETING_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     from ticketing import settings
 
-    return settings.data_dir()
+    folder = settings.data_dir()
+    # Absolute, in the environment: every Ray process started from here (the realtime applications read
+    # it for the JWT secret) finds the same folder, whatever its working directory.
+    os.environ["TICKETING_DATA_DIR"] = str(folder)
+    return folder
 
 
 # ---- serve -------------------------------------------------------------------------------------------
@@ -83,6 +87,10 @@ def cmd_serve(args) -> int:
         print("error: the `serve` command (ray[serve]) is not installed", file=sys.stderr)
         return 2
     command = [serve_bin, "run", str(generated)] + (["--address", args.address] if args.address else [])
+    if args.address:
+        print("note: with --address the cluster's processes keep the environment they started with:"
+              " DATABASE_URL, JWT_SECRET and TICKETING_DATA_DIR must be set on its nodes (ticketing.env)",
+              file=sys.stderr)
     print(f"database: {source} | data: {data_dir}\n"
           f"API: http://{args.host}:{args.port}/api  docs: /api/docs  | {' '.join(command)}", flush=True)
     os.execv(serve_bin, command)  # `serve run` blocks, tails logs, and shuts Serve down on Ctrl-C

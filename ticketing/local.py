@@ -41,6 +41,19 @@ def use_node_environment() -> None:
     use_environment(RAY_NODE_ENVIRONMENT)
 
 
+def environment_of(names: tuple[str, ...]) -> dict[str, str | None]:
+    """These variables as they are now (None: unset), for `restore_environment`."""
+    return {name: os.environ.get(name) for name in names}
+
+
+def restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -89,11 +102,14 @@ class LocalSystem:
     url: str
     port: int
     data_dir: Path
-    database_url: str
+    database_url: str = field(repr=False)  # may carry a password: not in a notebook's saved output
     config_path: Path | None = None
     tunables: dict = field(default_factory=dict)
     embedded: bool = False  # the database is the embedded server in data_dir, started by us
     dashboard_url: str | None = None
+    # The variables start_local set, as they were before: stop() puts them back, so a notebook run again
+    # in the same kernel starts afresh instead of on the database this run stopped.
+    environment_before: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def deploy(self, tunables: dict | None = None, *, timeout: float = 300) -> None:
         """(Re)deploy the config; changing only tunables reconfigures running replicas in place.
@@ -119,6 +135,7 @@ class LocalSystem:
         ray.shutdown()
         if stop_database and self.embedded:
             stop_embedded(self.data_dir / "pgdata")
+        restore_environment(self.environment_before)
 
 
 def wait_until_running(url: str, app_names: list[str], timeout: float) -> None:
@@ -173,6 +190,7 @@ def start_local(
 
     data_dir = Path(data_dir or settings.data_dir()).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    before = environment_of(("TICKETING_DATA_DIR", "DATABASE_URL"))
     os.environ["TICKETING_DATA_DIR"] = str(data_dir)
     if database_url:
         os.environ["DATABASE_URL"] = database_url
@@ -188,7 +206,8 @@ def start_local(
     system = LocalSystem(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir,
                          database_url=os.environ["DATABASE_URL"],
                          config_path=Path(config_path) if config_path else None, embedded=embedded,
-                         dashboard_url=f"http://{context.dashboard_url}" if context.dashboard_url else None)
+                         dashboard_url=f"http://{context.dashboard_url}" if context.dashboard_url else None,
+                         environment_before=before)
     if rate_limits is not None:
         tunables = {**(tunables or {}), "rate_limits": rate_limits}
     try:
