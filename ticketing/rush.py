@@ -151,7 +151,9 @@ class RushResult:
     admissions: list[float] = field(default_factory=list)  # seconds since the start of each admission (database)
 
     def latencies(self, kind: str) -> list[float]:
-        return sorted(c.latency for c in self.calls if c.kind == kind and c.status)
+        """Every call of this kind, answered or not: a call that timed out or lost its connection counts
+        at the time it took to fail (leaving them out would hide the slowest calls of an overload)."""
+        return sorted(c.latency for c in self.calls if c.kind == kind)
 
     def sold_over_time(self) -> list[tuple[float, int]]:
         """(seconds since the start, seats sold so far) after each confirmed order, as buyers were told."""
@@ -217,6 +219,11 @@ def percentile_ms(sorted_seconds: list[float], p: float) -> float | None:
         return None
     rank = min(len(sorted_seconds) - 1, max(0, math.ceil(p / 100 * len(sorted_seconds)) - 1))
     return round(sorted_seconds[rank] * 1000, 1)
+
+
+def _moment(stamp: str) -> datetime:
+    """An API time (`…Z`): Python 3.10's fromisoformat does not read the Z (3.11 does)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _message(r: httpx.Response) -> str:
@@ -395,8 +402,7 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
                 buyer.outcome = "error" if failed else "refused"
             else:
                 granted_durations.append(
-                    (datetime.fromisoformat(hold["expiresAt"]) - datetime.fromisoformat(hold["createdAt"]))
-                    .total_seconds())
+                    (_moment(hold["expiresAt"]) - _moment(hold["createdAt"])).total_seconds())
                 buyer.outcome = await finish(buyer, hold)
             done += 1
             if progress:
@@ -437,9 +443,15 @@ async def run_rush(url: str, config: RushConfig | None = None, *,
                     pass
 
         watchers = [asyncio.create_task(watcher(i)) for i in range(config.watchers)]
+        shoppers = [asyncio.ensure_future(one_buyer(b)) for b in buyers]
         try:
-            await asyncio.gather(*(one_buyer(b) for b in buyers))
+            await asyncio.gather(*shoppers)
         finally:
+            # One buyer failing must not leave the others running on in a notebook's event loop, on a
+            # client that is about to close.
+            for task in shoppers:
+                task.cancel()
+            await asyncio.gather(*shoppers, return_exceptions=True)
             stop_watching.set()
             await asyncio.gather(*watchers)
         duration = time.monotonic() - t0
@@ -473,8 +485,11 @@ async def read_back(client: httpx.AsyncClient, organizer: dict, event_id: int, c
         "confirmedOrders": len(confirmed),
         "soldByOrders": sold_by_orders,
         "soldToldToBuyers": told_sold,
-        # Every seat a buyer was told is theirs is a real order, and the category's counter agrees.
-        "consistent": sold_by_orders == category["reservedSeats"] == told_sold and sold_by_orders <= seats,
+        # Every seat a buyer was told is theirs is a real order, and the category's counter agrees; and the
+        # seats sold and still held fit in the category (without the database, what the API can see).
+        "consistent": (sold_by_orders == category["reservedSeats"] == told_sold and sold_by_orders <= seats
+                       and category["heldSeats"] + category["reservedSeats"] <= category["totalSeats"]
+                       and category["availableSeats"] >= 0),
     }
 
 
