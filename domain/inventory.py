@@ -516,6 +516,8 @@ class CategoryInventory:
             return refuse(Refusal.NOT_CANCELLABLE)
         if order.user_id != req.user_id:
             return refuse(Refusal.NOT_YOUR_ORDER)
+        if self.info.event_date <= now:  # the ticket has been used (or could have been): no refund now
+            return refuse(Refusal.EVENT_PAST)
         del self.orders[order.id]
         self.sold -= order.quantity
         self._give_back_allowance(order.user_id, order.quantity)

@@ -18,6 +18,7 @@ from tests.helpers import (
     new_category,
     order_rows,
     person,
+    unchanged,
 )
 
 pytestmark = pytest.mark.usefixtures("fast_users")  # person() mints users straight into the database
@@ -229,6 +230,15 @@ def test_cancel_by_owner_once(http, db, cat, buyer):
     assert db_counters(db, cat["category"])["sold"] == 0
     assert_error_containing(http.post(f"/api/orders/{2**62}/cancel", headers=buyer["headers"]), 404)
     assert_consistent(db, http, cat["event"], cat["category"])
+
+
+def test_an_order_cannot_be_cancelled_once_its_event_has_taken_place(http, db, cat, buyer):
+    order = buy(http, cat, buyer, 2).json()
+    make_past(db, cat["event"])
+    with unchanged(db):
+        assert_error_containing(http.post(f"/api/orders/{order['id']}/cancel", headers=buyer["headers"]), 400,
+                                f"Event with ID {cat['event']} has already taken place")
+    assert http.get(f"/api/orders/{order['id']}", headers=buyer["headers"]).json()["status"] == "confirmed"
 
 
 def test_cancelled_seats_sell_again(http, db, cat, buyer):

@@ -257,6 +257,13 @@ def test_cancel_once_only_by_owner():
     assert [o.id for o in inv.take_changes().cancelled_orders] == [5]
 
 
+def test_an_order_cannot_be_cancelled_once_its_event_has_taken_place():
+    inv = make(orders=[SoldOrder(5, ALICE, 3)], event_date=NOW)
+    assert inv.apply(CancelRequest(ALICE, 5), NOW).refusal is Refusal.EVENT_PAST
+    assert seats(inv) == (0, 3, 7) and not inv.take_changes().cancelled_orders
+    assert inv.apply(CancelRequest(BOB, 5), NOW).refusal is Refusal.NOT_YOUR_ORDER  # owner checked first
+
+
 def test_cancel_of_unknown_order_is_refused():
     inv = make()
     assert not inv.apply(CancelRequest(ALICE, 12345), NOW).ok
