@@ -140,13 +140,14 @@ class TicketCategory:
 
     async def configure(self, tunables: dict) -> None:
         """New hold duration / per-order maximum (serve_config.yaml user_config); applies to new holds."""
-        if int(tunables.get("max_per_order", self.tunables["max_per_order"])) != int(self.tunables["max_per_order"]):
+        old_max = int(self.tunables["max_per_order"])
+        self.tunables.update(tunables)
+        self.configured = True
+        if int(self.tunables["max_per_order"]) != old_max:
             # Leases granted under the old maximum must run out first, even if the inventory is gone (a failed
             # batch): the reload would decide under the new one while they still answer.
             self.hold_back = True
             self.lease = None
-        self.tunables.update(tunables)
-        self.configured = True
         if self.inventory:
             self.inventory.hold_seconds = float(self.tunables["hold_seconds"])
             self.inventory.max_per_order = int(self.tunables["max_per_order"])

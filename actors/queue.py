@@ -15,6 +15,7 @@ import time
 from collections import deque
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 import ray
 
@@ -44,6 +45,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class Join(NamedTuple):
+    """A buyer's join waiting to be written: who, the answer their caller awaits, and when they came."""
+
+    user_id: int
+    answer: asyncio.Future
+    arrived: datetime
+
+
 class OutOfStep(Exception):
     """The database is not as this actor remembers it: another instance wrote (a stale one left by a
     network split, or its successor). The transaction rolls back and the loop reloads the truth."""
@@ -71,7 +80,7 @@ class EventQueue:
         self.admitted = 0
         self.recent: deque[float] = deque()  # monotonic times of admissions in the last minute
         self.meter = AdmissionMeter()
-        self.joins: list[tuple[int, asyncio.Future, datetime]] = []  # (user, answer, arrived) not written yet
+        self.joins: list[Join] = []  # not written yet
         self.wakeup: asyncio.Event | None = None
         self.loop_task: asyncio.Task | None = None
         self.loaded = False
@@ -99,7 +108,7 @@ class EventQueue:
                 futures.append(None)
                 continue
             future = asyncio.get_running_loop().create_future()
-            self.joins.append((user_id, future, came))
+            self.joins.append(Join(user_id, future, came))
             futures.append(future)
         if any(futures):
             self.wakeup.set()
@@ -214,12 +223,12 @@ class EventQueue:
                     await self._load_once()
                 except Exception:  # noqa: BLE001 - the database is away: answer and retry next tick
                     log.exception("reload of queue %s failed", self.event_id)
-                for user_id, future, _ in joins:
-                    if not future.done():
-                        if user_id in self.entries:
-                            future.set_result(None)
+                for join in joins:
+                    if not join.answer.done():
+                        if join.user_id in self.entries:
+                            join.answer.set_result(None)
                         else:
-                            future.set_exception(RuntimeError("queue unavailable, please retry"))
+                            join.answer.set_exception(RuntimeError("queue unavailable, please retry"))
             self._publish()
 
     async def _step(self) -> None:
@@ -245,22 +254,22 @@ class EventQueue:
         if arrived_before is None:
             batch, self.joins = self.joins[:MAX_JOINS_PER_BATCH], self.joins[MAX_JOINS_PER_BATCH:]
         else:
-            batch = [join for join in self.joins if join[2] < arrived_before]
-            self.joins = [join for join in self.joins if join[2] >= arrived_before]
+            batch = [join for join in self.joins if join.arrived < arrived_before]
+            self.joins = [join for join in self.joins if join.arrived >= arrived_before]
         if self.joins:
             self.wakeup.set()
         if not batch:
             return
         if not self._open():
-            for _, future, _ in batch:
-                future.set_result(None)
+            for join in batch:
+                join.answer.set_result(None)
             return
         now = _now()
         new: dict[int, int | None] = {}
         next_place = self.next_place
-        for user_id, _, _ in batch:
-            if user_id not in self.entries and user_id not in new:
-                new[user_id] = next_place if self.drawn else None
+        for join in batch:
+            if join.user_id not in self.entries and join.user_id not in new:
+                new[join.user_id] = next_place if self.drawn else None
                 if self.drawn:
                     next_place += 1
         if new:
@@ -276,9 +285,9 @@ class EventQueue:
                 self.entries[user_id] = Place(user_id, place, QueueStatus.WAITING)
                 (self.waiting.append if place is not None else self.pre_queue.append)(user_id)
             self.next_place = next_place
-        for _, future, _ in batch:
-            if not future.done():
-                future.set_result(None)
+        for join in batch:
+            if not join.answer.done():
+                join.answer.set_result(None)
 
     async def _draw(self, now: datetime) -> None:
         """The sale starts: the pre-queue in a uniformly random order, places 1..n."""

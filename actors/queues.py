@@ -10,7 +10,7 @@ import ray
 from ray.exceptions import ActorDiedError, RayError
 
 from actors import NAMESPACE, queue_actor_name
-from actors.queue import EventQueue
+from actors.queue import EventQueue, Join
 from domain.errors import Unavailable
 from domain.queue import Place, QueueFigures
 from storage.database import make_engine
@@ -25,7 +25,7 @@ class EventQueues:
         self.db_url = db_url
         self.engine = make_engine(db_url, pool_size=1)
         self.handles: dict[int, ray.actor.ActorHandle] = {}
-        self.pending: dict[int, list[tuple[int, asyncio.Future, datetime]]] = {}  # (user, answer, arrived)
+        self.pending: dict[int, list[Join]] = {}
         self.in_flight: set[int] = set()
 
     def handle(self, event_id: int, *, create: bool = True):
@@ -47,7 +47,7 @@ class EventQueues:
         queue = self.pending.setdefault(event_id, [])
         # When the buyer came, not when the call leaves (it may wait behind one in flight): whoever came
         # before the sale's start is in its draw.
-        queue.append((user_id, future, datetime.now(timezone.utc)))
+        queue.append(Join(user_id, future, datetime.now(timezone.utc)))
         if len(queue) == 1 and event_id not in self.in_flight:
             asyncio.get_running_loop().call_soon(self._flush, event_id)
         return await future
@@ -58,20 +58,20 @@ class EventQueues:
             self.in_flight.add(event_id)
             asyncio.get_running_loop().create_task(self._send(event_id, queue))
 
-    async def _send(self, event_id: int, queue: list[tuple[int, asyncio.Future]]) -> None:
+    async def _send(self, event_id: int, queue: list[Join]) -> None:
         try:
             places, figures = await self._ask(
-                lambda h: h.join.remote([user_id for user_id, _, _ in queue], [arrived for _, _, arrived in queue]),
+                lambda h: h.join.remote([join.user_id for join in queue], [join.arrived for join in queue]),
                 event_id)
             answers = [(None if places is None else place, figures) for place in (places or [None] * len(queue))]
-            for (_, future, _), answer in zip(queue, answers):
-                if not future.done():
-                    future.set_result(answer)
+            for join, answer in zip(queue, answers):
+                if not join.answer.done():
+                    join.answer.set_result(answer)
         except Exception as exc:  # noqa: BLE001 - every caller gets an answer
             log.warning("queue actor of event %s unavailable: %s", event_id, exc)
-            for _, future, _ in queue:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Unavailable)
+            for join in queue:
+                if not join.answer.done():
+                    join.answer.set_exception(exc if isinstance(exc, Unavailable)
                                          else Unavailable("Queue temporarily unavailable, please retry"))
         finally:
             self.in_flight.discard(event_id)

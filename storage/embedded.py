@@ -81,16 +81,15 @@ def stop_embedded(pgdata: Path) -> bool:
     pids of processes that ended without its exit hook (`ticketing serve` replaces itself with
     `serve run`), so its cleanup is not enough here.
     """
-    if not server_running(pgdata):
-        (pgdata / ".handle_pids.json").unlink(missing_ok=True)
-        return False
-    from pgserver._commands import pg_ctl
-    from pgserver.postgres_server import PostgresServer
+    running = server_running(pgdata)
+    if running:
+        from pgserver._commands import pg_ctl
+        from pgserver.postgres_server import PostgresServer
 
-    run_as = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver does
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=run_as)
+        run_as = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver does
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=run_as)
+        # This process's pgserver handle (if it started the server) is stale now: a later start in the same
+        # process (a notebook run again) must start the server, not be handed the stopped one.
+        PostgresServer._instances.pop(Path(pgdata).expanduser().resolve(), None)
     (pgdata / ".handle_pids.json").unlink(missing_ok=True)
-    # This process's pgserver handle (if it started the server) is stale now: a later start in the same
-    # process (a notebook run again) must start the server, not be handed the stopped one.
-    PostgresServer._instances.pop(Path(pgdata).expanduser().resolve(), None)
-    return True
+    return running
