@@ -7,11 +7,10 @@
 Each scenario uses a fresh event created through `POST /api/events` right before its clock starts (no
 warm-up request: the first buyer counts), buyers inserted straight into the database with tokens
 signed by the server's secret (logins are measured on their own by bench/logins.py), and wrk as the
-load generator (C, two threads: not the bottleneck at these rates). Scenarios:
+load generator (C, two threads: not the bottleneck at these rates). Scenarios, in the order they run:
 
   noop        GET /api, 64 connections: the ceiling of one request through ingress and gateway, measured
-              before the scenarios and again after them (before the overload, whose idle connections
-              slow it for a while); the ratios are to the mean of the two
+              before the orders trials and again right after them; the ratios are to the mean of the two
   orders      POST /api/orders, 4,000 orders for 1,000 seats, 64 connections, ORDERS_TRIALS times, each
               on its own fresh event: a rush lasts under two seconds, and a background burst of the
               machine's (Ray's metrics export, PostgreSQL's autovacuum) moves one rush by up to a tenth.
@@ -19,13 +18,15 @@ load generator (C, two threads: not the bottleneck at these rates). Scenarios:
               Each trial is also divided by a ceiling of its own, the mean of the no-op runs (3 s) right
               before and right after it: `ratios_to_noop_beside` (the machine drifts by a tenth within
               minutes, so a ceiling beside the rush explains it better than the run's two)
-  with_lock   POST /api/holds then POST /api/orders/with-lock, one buyer each, 64 connections
-  overload    POST /api/orders, 10,000 orders for 1,000 seats, 1,000 connections
   first_call  the first POST /api/orders of a fresh category against the median of the next 10
               (sequential), and the same for a category created behind the system's back (no warm-up);
               then, taking turns after the same 0.5 s pause, the first order of a fresh category and
               the first of a warm one (`after_a_pause`): the first request after any pause is slower,
-              on every category, so this one leaves what the fresh category itself costs
+              on every category, so this one leaves what the fresh category itself costs. Then the
+              no-op again beside the 15 more idle category actors it leaves (`idle_categories`)
+  with_lock   POST /api/holds then POST /api/orders/with-lock, one buyer each, 64 connections
+  overload    POST /api/orders, 10,000 orders for 1,000 seats, 1,000 connections (last: its idle
+              connections slow the no-op for a while)
 
 and the oversell check of every category afterwards; an orders rush also reports its two phases (the
 sales, then the refusals once sold out). Writes bench/results/buy_path-<time>.json.
@@ -310,6 +311,31 @@ def orders_trials(base: str, work: Path, buyers: Buyers, organizer: str, db_url:
     return ranked[(len(ranked) - 1) // 2], results
 
 
+def category_actors() -> int:
+    """Category actors alive now (every category on sale has one; bench/buy_path.py runs Ray in-process)."""
+    import ray
+
+    from actors import NAMESPACE
+
+    return sum(1 for a in ray.util.list_named_actors(all_namespaces=True)
+               if a["namespace"] == NAMESPACE and a["name"].startswith("category:"))
+
+
+def idle_categories(base: str, noop_before: dict) -> dict:
+    """What the idle category actors left by the scenarios so far cost everything else: the no-op again,
+    against the ceiling measured beside fewer of them. Each actor process is woken 100 times a second
+    by Ray's own signal check (a 10 ms timer in every Ray worker's main thread), sold out or not."""
+    time.sleep(2)  # let the last scenario's writes and publishes settle
+    noop = wrk(base + "/api", 10, 64)
+    noop.pop("raw", None)
+    noop["category_actors"] = category_actors()
+    before = noop_before.get("per_second")
+    if before and noop.get("per_second"):
+        noop["over_noop_after"] = round(noop["per_second"] / before, 3)
+        noop["category_actors_before"] = noop_before.get("category_actors")
+    return noop
+
+
 def noop_beside(base: str) -> float | None:
     return wrk(base + "/api", NOOP_BESIDE_S, 64).get("per_second")
 
@@ -452,22 +478,28 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
         wrk(base + "/api", 2, 64)  # the proxy's own warm-up; no category is involved
         report["noop"] = wrk(base + "/api", 10, 64)
         report["noop"].pop("raw", None)
-        if "first_call" in scenarios:
-            print(f"[{ingress}] first call of a fresh category ...", flush=True)
-            report["first_call"] = first_call(base, buyers, organizer, db_url)
+        # The orders trials first, right between the run's two ceilings: every category a scenario makes
+        # stays on sale with an idle actor, and idle actors slow everything else on the machine (twenty of
+        # them cost the no-op 12-24 %, 2026-12-05; `idle_categories` below measures it in each run), so
+        # the trials run beside only the sold-out categories of the trials before them, whatever other
+        # scenarios the run has. The second ceiling follows them: the machine drifts (a 10 s no-op gave
+        # 967 to 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to the mean of both.
         if "orders" in scenarios:
             report["orders"], report["orders_trials"] = orders_trials(
                 base, work, buyers, organizer, db_url, trials=trials, label=ingress)
+        report["noop_after"] = wrk(base + "/api", 10, 64)
+        report["noop_after"].pop("raw", None)
+        report["noop_after"]["category_actors"] = category_actors()
+        if "first_call" in scenarios:
+            print(f"[{ingress}] first call of a fresh category ...", flush=True)
+            report["first_call"] = first_call(base, buyers, organizer, db_url)
+            report["idle_categories"] = idle_categories(base, report["noop_after"])
         if "with_lock" in scenarios:
             print(f"[{ingress}] hold + with-lock, c64 ...", flush=True)
             report["with_lock"] = with_lock_rush(base, work, buyers, organizer, db_url, purchases=4000,
                                                  connections=64)
-        # The ceiling again after the scenarios: these shared machines drift (a 10 s no-op gave 967 to
-        # 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to the mean of both. Measured
-        # before the overload: its 1,000 connections leave about 700 idle ones between HAProxy and the
+        # The overload comes last: its 1,000 connections leave about 700 idle ones between HAProxy and the
         # Gateway for 20-40 s, and the no-op ran 7-10 % slower while they stayed (2026-12-05).
-        report["noop_after"] = wrk(base + "/api", 10, 64)
-        report["noop_after"].pop("raw", None)
         if "overload" in scenarios:
             print(f"[{ingress}] overload: 10,000 orders for 1,000 seats, c1000 ...", flush=True)
             report["overload"] = orders_rush(base, work, buyers, organizer, db_url, name="overload", orders=10000,
