@@ -23,12 +23,14 @@ load generator (C, two threads: not the bottleneck at these rates). Scenarios, i
               then, taking turns after the same 0.5 s pause, the first order of a fresh category and
               the first of a warm one (`after_a_pause`): the first request after any pause is slower,
               on every category, so this one leaves what the fresh category itself costs. Then the
-              no-op again beside the 15 more idle category actors it leaves (`idle_categories`)
+              no-op again beside the 15 idle category actors it leaves (`idle_categories`)
   with_lock   POST /api/holds then POST /api/orders/with-lock, one buyer each, 64 connections
   overload    POST /api/orders, 10,000 orders for 1,000 seats, 1,000 connections (last: its idle
               connections slow the no-op for a while)
 
-and the oversell check of every category afterwards; an orders rush also reports its two phases (the
+Each scenario runs beside no category but its own: once measured, its events are deleted through the
+API and their actors end (`retire_events`; idle actors slow everything else, see `idle_categories`).
+And the oversell check of every category afterwards; an orders rush also reports its two phases (the
 sales, then the refusals once sold out). Writes bench/results/buy_path-<time>.json.
 `--history N` first gives the system N earlier buyers (accounts with a ticket count in an earlier event,
 as a system that has sold before holds them) instead of an empty database.
@@ -55,6 +57,7 @@ from ticketing.cli import HAPROXY_INGRESS, use_haproxy_ingress
 ORDERS_TRIALS = 5
 FIRST_CALL_PAUSE_S = 0.5  # idle time before each first request of `after_a_pause`
 NOOP_BESIDE_S = 3  # the no-op run before and after each orders trial, its own ceiling
+RETIRE_WAIT_S = 30  # longest wait for the actors of deleted events to end
 
 COMMON_LUA = """
 local ffi = require("ffi")
@@ -301,6 +304,7 @@ def orders_trials(base: str, work: Path, buyers: Buyers, organizer: str, db_url:
         print(f"[{label}] POST /api/orders, 4,000 for 1,000 seats, c64 (trial {n + 1} of {trials}) ...", flush=True)
         result = orders_rush(base, work, buyers, organizer, db_url, name=f"orders{n}", orders=4000, seats=1000,
                              connections=64)
+        result["retired"] = retire_events(base, organizer, db_url)
         after = noop_beside(base)
         result["noop_beside"] = {"before": before, "after": after}
         if before and after and result.get("answers_per_second"):
@@ -321,18 +325,41 @@ def category_actors() -> int:
                if a["namespace"] == NAMESPACE and a["name"].startswith("category:"))
 
 
-def idle_categories(base: str, noop_before: dict) -> dict:
-    """What the idle category actors left by the scenarios so far cost everything else: the no-op again,
-    against the ceiling measured beside fewer of them. Each actor process is woken 100 times a second
-    by Ray's own signal check (a 10 ms timer in every Ray worker's main thread), sold out or not."""
+def retire_events(base: str, organizer: str, db_url: str) -> dict:
+    """Delete (through the API, as the organizer would) every event the bench made so far, and wait until
+    their category actors have ended: each scenario then runs beside no category but its own, whatever
+    ran before it (`idle_categories` measures what leftovers would cost). The bench's system retires a
+    closed category's actor after 1 s instead of 60 (TICKETING_CLOSED_ACTOR_EXIT_SECONDS). An actor with
+    an active hold stays until its holds run out (it expires them): with-lock leaves the holds of the
+    purchases in flight when the run ends. Returns the seconds it took and the actors left."""
+    from sqlalchemy import text
+
+    started = time.perf_counter()
+    with database(db_url) as conn:
+        events = conn.execute(text("SELECT id FROM events WHERE created_by = :o AND is_active"),
+                              {"o": organizer_id(db_url, organizer)}).scalars().all()
+    for event in events:
+        httpx.delete(f"{base}/api/events/{event}", headers={"Authorization": "Bearer " + organizer},
+                     timeout=60).raise_for_status()
+    with database(db_url) as conn:
+        holding = conn.execute(text("SELECT count(DISTINCT category_id) FROM holds "
+                                    "WHERE status = 'active' AND expires_at > now()")).scalar()
+    while category_actors() > holding and time.perf_counter() - started < RETIRE_WAIT_S:
+        time.sleep(0.2)
+    return {"seconds": round(time.perf_counter() - started, 2), "actors_left": category_actors(),
+            "holding_categories": holding}
+
+
+def idle_categories(base: str, noop_after: dict) -> dict:
+    """What idle category actors cost everything else: the no-op beside the 15 that first_call leaves on
+    sale, against the run's second ceiling (measured beside none). Each actor process is woken 100 times
+    a second by Ray's own signal check (a 10 ms timer in every Ray worker's main thread), idle or not."""
     time.sleep(2)  # let the last scenario's writes and publishes settle
     noop = wrk(base + "/api", 10, 64)
     noop.pop("raw", None)
     noop["category_actors"] = category_actors()
-    before = noop_before.get("per_second")
-    if before and noop.get("per_second"):
-        noop["over_noop_after"] = round(noop["per_second"] / before, 3)
-        noop["category_actors_before"] = noop_before.get("category_actors")
+    if noop_after.get("per_second") and noop.get("per_second"):
+        noop["over_noop_after"] = round(noop["per_second"] / noop_after["per_second"], 3)
     return noop
 
 
@@ -465,6 +492,8 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
     # start_local leaves DATABASE_URL set to the server it used; a second system starts its own again.
     if database_url_given is None:
         os.environ.pop("DATABASE_URL", None)
+    # A deleted event's actors end 1 s after their last call instead of 60 (`retire_events`).
+    os.environ.setdefault("TICKETING_CLOSED_ACTOR_EXIT_SECONDS", "1")
     system = start_local(data_dir=work / ingress, num_cpus=2, dashboard=False)
     try:
         base, db_url = system.url, system.database_url
@@ -474,30 +503,32 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
         if history:
             print(f"[{ingress}] {history:,} earlier buyers ...", flush=True)
             report["history"] = give_history(base, organizer, db_url, history)
+            report["history"]["retired"] = retire_events(base, organizer, db_url)  # its orders stay
         print(f"[{ingress}] no-op ceiling ...", flush=True)
         wrk(base + "/api", 2, 64)  # the proxy's own warm-up; no category is involved
         report["noop"] = wrk(base + "/api", 10, 64)
         report["noop"].pop("raw", None)
-        # The orders trials first, right between the run's two ceilings: every category a scenario makes
-        # stays on sale with an idle actor, and idle actors slow everything else on the machine (twenty of
-        # them cost the no-op 12-24 %, 2026-12-05; `idle_categories` below measures it in each run), so
-        # the trials run beside only the sold-out categories of the trials before them, whatever other
-        # scenarios the run has. The second ceiling follows them: the machine drifts (a 10 s no-op gave
-        # 967 to 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to the mean of both.
+        # Every scenario runs beside no category but its own: each one's events are deleted once it is
+        # measured (`retire_events`), because every category on sale keeps an actor and idle actors slow
+        # everything else on the machine (twenty of them cost the no-op 12-24 % and the with-lock
+        # purchases a fifth, 2026-12-05). `idle_categories` measures that in each run, after first_call.
+        # The orders trials come right between the run's two ceilings: the machine drifts (a 10 s no-op
+        # gave 967 to 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to their mean.
         if "orders" in scenarios:
             report["orders"], report["orders_trials"] = orders_trials(
                 base, work, buyers, organizer, db_url, trials=trials, label=ingress)
         report["noop_after"] = wrk(base + "/api", 10, 64)
         report["noop_after"].pop("raw", None)
-        report["noop_after"]["category_actors"] = category_actors()
         if "first_call" in scenarios:
             print(f"[{ingress}] first call of a fresh category ...", flush=True)
             report["first_call"] = first_call(base, buyers, organizer, db_url)
             report["idle_categories"] = idle_categories(base, report["noop_after"])
+            report["idle_categories"]["retired"] = retire_events(base, organizer, db_url)
         if "with_lock" in scenarios:
             print(f"[{ingress}] hold + with-lock, c64 ...", flush=True)
             report["with_lock"] = with_lock_rush(base, work, buyers, organizer, db_url, purchases=4000,
                                                  connections=64)
+            report["with_lock"]["retired"] = retire_events(base, organizer, db_url)
         # The overload comes last: its 1,000 connections leave about 700 idle ones between HAProxy and the
         # Gateway for 20-40 s, and the no-op ran 7-10 % slower while they stayed (2026-12-05).
         if "overload" in scenarios:
