@@ -23,7 +23,7 @@ from ray import serve
 
 from deployments.abuse import Action, EdgeLimits
 from deployments.http_errors import call, install_error_handlers
-from deployments.identity import Caller, CategoryName, EventId, MaybeCaller, OrderId
+from deployments.identity import Caller, CategoryName, EventId, MaybeCaller, OrderId, PageLimit, PageOffset
 from deployments.openapi import RATE_LIMITED, TicketingAPI
 from deployments.schemas import (
     EventCreateBody,
@@ -41,6 +41,7 @@ from deployments.shortcuts import shortcuts
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
 from domain.auth import Principal, VerifiedTokens
+from domain.orders import Page
 from storage import catalog_notices
 from ticketing import settings
 
@@ -334,16 +335,17 @@ def routes(gateway) -> APIRouter:
         return await call(gateway.events.tickets.remote(event_id, viewer))
 
     @router.get("/api/orders", tags=["orders"])
-    async def my_orders(caller: Caller) -> list[dict]:
-        return await call(gateway.orders.mine.remote(caller))
+    async def my_orders(caller: Caller, limit: PageLimit = None, offset: PageOffset = 0) -> list[dict]:
+        return await call(gateway.orders.mine.remote(caller, Page(limit, offset)))
 
     @router.get("/api/orders/all", tags=["orders"])
-    async def orders_of_my_events(caller: Caller) -> list[dict]:
-        return await call(gateway.orders.of_my_events.remote(caller))
+    async def orders_of_my_events(caller: Caller, limit: PageLimit = None, offset: PageOffset = 0) -> list[dict]:
+        return await call(gateway.orders.of_my_events.remote(caller, Page(limit, offset)))
 
     @router.get("/api/orders/event/{event_id}", tags=["orders"])
-    async def orders_of_event(event_id: EventId, caller: Caller) -> list[dict]:
-        return await call(gateway.orders.of_event.remote(caller, event_id))
+    async def orders_of_event(event_id: EventId, caller: Caller, limit: PageLimit = None,
+                              offset: PageOffset = 0) -> list[dict]:
+        return await call(gateway.orders.of_event.remote(caller, event_id, Page(limit, offset)))
 
     @router.get("/api/orders/{order_id}", tags=["orders"])
     async def get_order(order_id: OrderId, caller: Caller) -> dict:

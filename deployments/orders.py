@@ -11,6 +11,7 @@ from deployments.views import hold_row_view, order_row_view
 from domain import orders as rules
 from domain.auth import Principal
 from domain.errors import NotFound
+from domain.orders import WHOLE, Page
 from storage import orders_store
 from storage.database import make_engine
 
@@ -27,19 +28,20 @@ class OrdersService:
         rules.check_may_view(principal, row.user_id, row.event_owner)
         return order_row_view(row)
 
-    async def mine(self, principal: Principal) -> list[dict]:
-        return [order_row_view(r) for r in await orders_store.list_orders(self.engine, user_id=principal.user_id)]
+    async def mine(self, principal: Principal, page: Page = WHOLE) -> list[dict]:
+        rows = await orders_store.list_orders(self.engine, page, user_id=principal.user_id)
+        return [order_row_view(r) for r in rows]
 
-    async def of_event(self, principal: Principal, event_id: int) -> list[dict]:
+    async def of_event(self, principal: Principal, event_id: int, page: Page = WHOLE) -> list[dict]:
         owner = await orders_store.event_owner(self.engine, event_id)
         if owner is None:
             raise NotFound(f"Event with ID {event_id} not found")
         rules.check_may_list_event(principal, owner)
-        return [order_row_view(r) for r in await orders_store.list_orders(self.engine, event_id=event_id)]
+        return [order_row_view(r) for r in await orders_store.list_orders(self.engine, page, event_id=event_id)]
 
-    async def of_my_events(self, principal: Principal) -> list[dict]:
+    async def of_my_events(self, principal: Principal, page: Page = WHOLE) -> list[dict]:
         rules.check_organizer(principal)
-        rows = await orders_store.list_orders(self.engine, organizer_id=principal.user_id)
+        rows = await orders_store.list_orders(self.engine, page, organizer_id=principal.user_id)
         return [order_row_view(r) for r in rows]
 
     async def my_holds(self, principal: Principal) -> list[dict]:

@@ -1,8 +1,20 @@
-"""Who may see and cancel orders."""
+"""Who may see and cancel orders, and the pages a list of them comes in."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from domain.auth import Principal
 from domain.errors import Forbidden
+
+
+class Page(NamedTuple):
+    """A slice of a list, newest first: at most `limit` rows (None: all of them) after skipping `offset`."""
+
+    limit: int | None = None
+    offset: int = 0
+
+
+WHOLE = Page()
 
 
 def check_may_view(principal: Principal, order_user_id: int, event_owner_id: int) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 # refuse it (400/401/404) instead of letting it reach the database as an out-of-range parameter (500).
 MAX_ID = 2**31 - 1
 MAX_QUANTITY = 1000  # seats in one request, on every route and message (a category's own maximum may be lower)
+MAX_PAGE = 1000  # most rows one page of a list may ask for (`?limit=`); without a limit a list is whole
 
 
 class Role(str, enum.Enum):

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.orders import WHOLE, Page
 from domain.vocabulary import CategoryFigures, HoldStatus
 from storage.models import Event, Hold, Order, TicketCategory
 
@@ -27,9 +28,12 @@ async def find_by_idempotency_key(engine: AsyncEngine, user_id: int, key: str):
         return (await conn.execute(query)).first()
 
 
-async def list_orders(engine: AsyncEngine, *, user_id: int | None = None, event_id: int | None = None,
-                      organizer_id: int | None = None) -> list:
-    query = select(Order.__table__).order_by(Order.created_at.desc(), Order.id.desc())
+async def list_orders(engine: AsyncEngine, page: Page = WHOLE, *, user_id: int | None = None,
+                      event_id: int | None = None, organizer_id: int | None = None) -> list:
+    """Newest first; `page` takes a slice of that order (id breaks ties, so pages never overlap)."""
+    query = select(Order.__table__).order_by(Order.created_at.desc(), Order.id.desc()).offset(page.offset or None)
+    if page.limit is not None:
+        query = query.limit(page.limit)
     if user_id is not None:
         query = query.where(Order.user_id == user_id)
     if event_id is not None:

@@ -171,6 +171,24 @@ def test_my_orders_newest_first_and_only_mine(http, cat, buyer):
     assert_error_containing(http.get("/api/orders"), 401)
 
 
+def test_order_lists_come_in_pages_when_asked(http, cat, buyer):
+    orders = [buy(http, cat, buyer, 1).json()["id"] for _ in range(3)][::-1]  # newest first
+    lists = {"/api/orders": buyer, "/api/orders/all": cat["org"], f"/api/orders/event/{cat['event']}": cat["org"]}
+    for path, who in lists.items():
+        def ids(query):
+            r = http.get(path + query, headers=who["headers"])
+            assert r.status_code == 200, (path, query, r.text)
+            return [o["id"] for o in r.json()]
+
+        assert ids("") == orders  # no page asked: the whole list, as the seed answers
+        assert ids("?limit=2") == orders[:2]
+        assert ids("?limit=2&offset=2") == orders[2:]
+        assert ids("?offset=1") == orders[1:]
+        assert ids("?limit=1000&offset=3") == []
+        for bad in ("limit=0", "limit=1001", "limit=-1", "limit=abc", "offset=-1", "offset=1.5", f"offset={2**63}"):
+            assert_error_containing(http.get(f"{path}?{bad}", headers=who["headers"]), 400)
+
+
 def test_order_is_visible_to_its_owner_and_the_events_organizer_only(http, cat, buyer):
     order = buy(http, cat, buyer, 1).json()
     r = http.get(f"/api/orders/{order['id']}", headers=buyer["headers"])
