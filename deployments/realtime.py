@@ -189,6 +189,7 @@ class RealtimeCore:
             reply_event = {"lock-tickets": "lock-tickets-response",
                            "unlock-tickets": "unlock-tickets-response"}.get(msg.event, "error")
             proto.check_identity(msg.data, session.user_id)
+            proto.check_message_budget(session.budget, msg.event, time.monotonic())
             handler = {
                 "join-event-room": self._join,
                 "leave-event-room": self._leave,

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from deployments.eager_start import run_until_blocked
-from domain.realtime import message
+from domain.realtime import MessageBudget, message
 
 Key = tuple[int, int]  # (eventId, categoryId)
 Stamp = tuple[int, int]  # (broadcaster generation as seen by this replica, broadcaster version)
@@ -95,6 +95,7 @@ class Session:
     send_started: float = 0.0  # monotonic time the blocked send began, 0 when none is blocked
     ended: asyncio.Future | None = None  # resolves with the reason the socket must be closed
     seen: int = -1  # the hub's figures sequence this socket was last brought up to date with
+    budget: MessageBudget = field(default_factory=MessageBudget)  # the messages it may still send now
 
     def attach(self, sender: Sender) -> asyncio.Future:
         """Start sending through `sender`; the returned future resolves if this socket is to be closed."""

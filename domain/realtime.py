@@ -22,6 +22,15 @@ MAX_PASS_CHARS = 2000  # as the X-Queue-Pass header's limit
 # client in thousands of rooms would slow every watcher of its replica.
 MAX_ROOMS_PER_SOCKET = 50
 
+# Messages one socket may send: a burst of MESSAGE_BURST (room for joining MAX_ROOMS_PER_SOCKET rooms at
+# once), then MESSAGE_RATE a second. Most messages read the database or call an actor, so one client
+# looping on `get-my-locks` or `join-event-room` would otherwise cost its replica a query per message.
+# A message past the budget is answered 429 and does nothing; the socket stays open. Heartbeats are free.
+MESSAGE_BURST = 100
+MESSAGE_RATE = 20.0
+FREE_MESSAGES = frozenset({"heartbeat"})
+TOO_MANY_MESSAGES = "Too many messages on this socket; slow down"
+
 # Close codes (4000-4999 are free for applications; the handshake refusal is an HTTP 401 where the
 # server supports it, else a close before accept, which clients see as HTTP 403).
 CLOSE_UNAUTHORIZED = 4401
@@ -72,6 +81,29 @@ def positive_id(data: dict, field: str) -> int:
     if type(value) is not int or not 1 <= value <= MAX_ID:
         raise ProtocolError(f"{field} must be a positive integer")
     return value
+
+
+@dataclass
+class MessageBudget:
+    """One socket's token bucket for its messages (`MESSAGE_BURST`, `MESSAGE_RATE`); `now` is monotonic."""
+
+    tokens: float = MESSAGE_BURST
+    at: float | None = None  # when `tokens` was counted; None: not yet (the bucket starts full)
+
+    def take(self, now: float) -> bool:
+        """Spend one message, if the budget has one."""
+        if self.at is not None:
+            self.tokens = min(MESSAGE_BURST, self.tokens + (now - self.at) * MESSAGE_RATE)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def check_message_budget(budget: MessageBudget, event: str, now: float) -> None:
+    if event not in FREE_MESSAGES and not budget.take(now):
+        raise ProtocolError(TOO_MANY_MESSAGES, 429)
 
 
 def check_may_join(rooms: set[int], event_id: int) -> None:

@@ -182,6 +182,24 @@ def test_a_socket_is_in_at_most_50_event_rooms_at_once(realtime, http, db):
         assert client.join(events[50])["success"] is True
 
 
+def test_a_socket_that_floods_messages_is_answered_429_and_kept(realtime, http):
+    """Most messages read the database: one socket looping on them is held to its budget, and only it."""
+    from domain.realtime import MESSAGE_BURST, TOO_MANY_MESSAGES
+
+    user = register(http)
+    with Client(realtime, user["token"]) as flooder, Client(realtime, register(http)["token"]) as other:
+        for _ in range(MESSAGE_BURST + 20):  # sent without waiting, faster than the budget refills
+            flooder.send("get-my-locks")
+        replies = [flooder.next() for _ in range(MESSAGE_BURST + 20)]
+        refused = [m for m in replies if m["event"] == "error"]
+        assert refused and all(m["data"] == {"message": TOO_MANY_MESSAGES, "statusCode": 429} for m in refused)
+        assert {m["event"] for m in replies} == {"my-locks-response", "error"}
+        flooder.send("heartbeat")  # free, and the socket is still open
+        flooder.expect("heartbeat-response")
+        other.send("get-my-locks")  # another socket keeps its own budget
+        assert other.expect("my-locks-response") == {"locks": []}
+
+
 def test_join_sends_current_availability_of_every_category_at_once(realtime, http, event):
     event_id, general, vip = ids(event)
     user = register(http)

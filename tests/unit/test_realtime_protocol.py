@@ -76,3 +76,21 @@ def test_order_notices_are_the_seeds_per_user_messages():
                                 "message": "Your order has been cancelled. Tickets are now available again."}),
     ]
     assert order_notices(3, 9, [], []) == []
+
+
+def test_a_sockets_message_budget_is_a_burst_then_a_steady_rate():
+    budget = proto.MessageBudget()
+    assert all(budget.take(100.0) for _ in range(proto.MESSAGE_BURST))
+    assert not budget.take(100.0)  # the burst is spent
+    back = 0.5 * proto.MESSAGE_RATE  # the messages half a second brings back
+    assert sum(budget.take(100.5) for _ in range(int(back) + 5)) == back
+    assert sum(budget.take(1000.0) for _ in range(2 * proto.MESSAGE_BURST)) == proto.MESSAGE_BURST  # full, no more
+
+
+def test_messages_past_the_budget_are_refused_429_but_heartbeats_are_free():
+    budget = proto.MessageBudget(tokens=0, at=5.0)
+    proto.check_message_budget(budget, "heartbeat", 5.0)
+    with pytest.raises(proto.ProtocolError) as refused:
+        proto.check_message_budget(budget, "get-my-locks", 5.0)
+    assert (refused.value.status, refused.value.message) == (429, proto.TOO_MANY_MESSAGES)
+    assert proto.MESSAGE_BURST > proto.MAX_ROOMS_PER_SOCKET  # a client may join its every room at once
