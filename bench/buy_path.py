@@ -510,7 +510,7 @@ def run_system(ingress: str, work: Path, scenarios: list[str], database_url_give
         report["noop"].pop("raw", None)
         # Every scenario runs beside no category but its own: each one's events are deleted once it is
         # measured (`retire_events`), because every category on sale keeps an actor and idle actors slow
-        # everything else on the machine (twenty of them cost the no-op 12-24 % and the with-lock
+        # everything else on the machine (twenty of them cost the no-op 8-25 % and the with-lock
         # purchases a fifth, 2026-12-05). `idle_categories` measures that in each run, after first_call.
         # The orders trials come right between the run's two ceilings: the machine drifts (a 10 s no-op
         # gave 967 to 1,473 req/s within 20 minutes on 2026-12-02), so the ratios are to their mean.
