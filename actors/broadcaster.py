@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 import ray
+from ray.exceptions import ActorDiedError
 
 from actors import NAMESPACE
 
@@ -139,6 +140,16 @@ def broadcaster():
     return _handle
 
 
+def forget_if_gone(exc: BaseException | None) -> None:
+    """After a call to the broadcaster failed: if it is gone for good, drop this process's handle, so the
+    next call starts a new broadcaster under the same name (or finds the one another process started).
+    A crash restarts it on its own (max_restarts=-1); `ray.kill(..., no_restart=True)`, which the
+    dashboard offers, does not, and every process kept calling the dead one until it restarted."""
+    global _handle
+    if isinstance(exc, ActorDiedError):
+        _handle = None
+
+
 class Publisher:
     """A category (or queue) actor's way to publish: one publish in flight at a time, and at most one
     per `interval` seconds; whatever batches commit meanwhile are merged into the next one (newest
@@ -191,6 +202,6 @@ class Publisher:
 
     def _sent(self, done: asyncio.Future) -> None:
         if not done.cancelled():
-            done.exception()  # retrieved: a failed publish is repaired by the next one
+            forget_if_gone(done.exception())  # a failed publish is repaired by the next one
         self.in_flight = False
         self._send_when_due()

@@ -21,7 +21,7 @@ import ray
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from actors import metrics
-from actors.broadcaster import Publisher, broadcaster
+from actors.broadcaster import Publisher, broadcaster, forget_if_gone
 from domain.inventory import (
     Allowance,
     Answers,
@@ -216,7 +216,8 @@ class TicketCategory:
             async with self.engine.connect() as conn:
                 await rehearse_writes(conn, self.inventory.info, _now())
             await asyncio.wait_for(broadcaster().current.remote(self.event_id), BROADCASTER_WAIT_S)
-        except Exception:  # an optimisation only: the first batch then pays for it, as before
+        except Exception as exc:  # an optimisation only: the first batch then pays for it, as before
+            forget_if_gone(exc)
             log.warning("rehearsing the writes of category %s failed", self.category_id, exc_info=True)
 
     async def _run(self) -> None:

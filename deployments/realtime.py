@@ -19,12 +19,13 @@ import uuid
 from collections.abc import Awaitable
 from pathlib import Path
 
+from ray.exceptions import ActorDiedError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from actors.broadcaster import broadcaster
+from actors.broadcaster import broadcaster, forget_if_gone
 from actors.client import CategoryActors
 from deployments.abuse import Action, EdgeLimits
 from deployments.realtime_hub import Hub
@@ -71,8 +72,19 @@ class RealtimeCore:
         self.categories.adopt(config)
         self.limits.configure(config)
 
+    async def _current(self, event_id: int) -> dict:
+        try:
+            return await broadcaster().current.remote(event_id)
+        except ActorDiedError as exc:  # gone for good: ask the one that replaces it
+            forget_if_gone(exc)
+            return await broadcaster().current.remote(event_id)
+
     async def _poll(self, epoch: str | None, since: int) -> dict:
-        return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
+        try:
+            return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
+        except Exception as exc:  # the hub's poll loop retries; gone for good, it then starts a new one
+            forget_if_gone(exc)
+            raise
 
     def stats(self) -> dict:
         return {**self.hub.stats(), **self.queue.stats()}
@@ -218,7 +230,7 @@ class RealtimeCore:
         self.hub.join(session, event_id)  # before reading figures, so no change falls in between
         session.send("joined-event-room", {"success": True, "eventId": event_id,
                                            "message": f"Joined event {event_id} room"})
-        current = await broadcaster().current.remote(event_id)
+        current = await self._current(event_id)
         published = {f["categoryId"]: f for f in current["snapshots"]}
         for category in event.ticket_categories:
             if not category.is_active:

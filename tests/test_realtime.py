@@ -313,6 +313,28 @@ def test_http_hold_purchase_and_cancel_update_the_room(realtime, http, event):
         assert back["availableTickets"] == 10
 
 
+def test_a_broadcaster_stopped_for_good_is_replaced(realtime, http, event):
+    """The dashboard can stop any actor for good (`ray.kill` without restart). Every process that calls the
+    broadcaster then starts a new one under its name (or finds it), instead of calling the dead one."""
+    import ray
+
+    from actors import NAMESPACE
+    from actors.broadcaster import BROADCASTER_NAME
+
+    event_id, general, _ = ids(event)
+    ray.kill(ray.get_actor(BROADCASTER_NAME, namespace=NAMESPACE), no_restart=True)
+    with Client(realtime, register(http)["token"]) as watcher:
+        assert watcher.join(event_id)["success"] is True
+        watcher.availability(general, lambda d: d["availableTickets"] == 10)
+        for _ in range(2):  # the category's first publish may go to the dead one: the next goes to the new
+            r = http.post("/api/holds", json={"eventId": event_id, "categoryId": general, "quantity": 1},
+                          headers=register(http)["headers"])
+            assert r.status_code == 201, r.text
+        seen = watcher.availability(general, lambda d: d["lockedTickets"] == 2)
+        assert seen["availableTickets"] == 8
+    assert ray.get(ray.get_actor(BROADCASTER_NAME, namespace=NAMESPACE).current.remote(event_id), timeout=30)
+
+
 def test_expiry_is_broadcast(realtime, http, event, db, database_url):
     import ray
 
