@@ -1,4 +1,4 @@
-"""Who is calling: the JWT guard as FastAPI dependencies, and the typed path parameters of the routes.
+"""Who is calling: the JWT guard as FastAPI dependencies, and the typed path and query parameters of the routes.
 
 The guard reads `app.state.tokens` (a `domain.auth.VerifiedTokens`), which the Gateway sets when it
 starts, since the secret is known only then.

@@ -82,7 +82,7 @@ class RealtimeCore:
     async def _poll(self, epoch: str | None, since: int) -> dict:
         try:
             return await broadcaster().poll.remote(epoch, since, POLL_TIMEOUT_S)
-        except Exception as exc:  # the hub's poll loop retries; gone for good, it then starts a new one
+        except ActorDiedError as exc:  # gone for good: the hub's poll loop retries, on a new one
             forget_if_gone(exc)
             raise
 

@@ -52,6 +52,10 @@ class Rate:
     def on(self) -> bool:
         return self.burst > 0
 
+    def refilled(self, tokens: float, seconds: float) -> float:
+        """A bucket's tokens after `seconds` more of refill, never above the burst."""
+        return min(self.burst, tokens + seconds * self.refill)
+
     def within(self, seconds: float) -> float:
         """The most tokens a key can spend in any `seconds` (a full bucket, then the refill)."""
         return self.burst + self.refill * seconds if self.on else math.inf
@@ -233,7 +237,7 @@ class Limiter:
                     self.buckets.popitem(last=False)  # least recently used: forgotten, starts afresh
             return bucket
         self.buckets.move_to_end(name)
-        bucket[0] = min(rate.burst, bucket[0] + (now - bucket[1]) * rate.refill)
+        bucket[0] = rate.refilled(bucket[0], now - bucket[1])
         bucket[1] = now
         return bucket
 
@@ -244,7 +248,7 @@ class Limiter:
         while self.buckets:
             (action, scope, key), bucket = next(iter(self.buckets.items()))
             rate = self.limits.rate(action, scope)
-            full = not rate.on or bucket[0] + (now - bucket[1]) * rate.refill >= rate.burst
+            full = not rate.on or rate.refilled(bucket[0], now - bucket[1]) >= rate.burst
             if not full:
                 break
             self.buckets.popitem(last=False)

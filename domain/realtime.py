@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from domain.limits import Rate
 from domain.vocabulary import MAX_ID, MAX_QUANTITY, CategoryFigures
 
 MAX_MESSAGE_CHARS = 16_384
@@ -28,6 +29,7 @@ MAX_ROOMS_PER_SOCKET = 50
 # A message past the budget is answered 429 and does nothing; the socket stays open. Heartbeats are free.
 MESSAGE_BURST = 100
 MESSAGE_RATE = 20.0
+MESSAGES = Rate(MESSAGE_BURST, MESSAGE_RATE)
 FREE_MESSAGES = frozenset({"heartbeat"})
 TOO_MANY_MESSAGES = "Too many messages on this socket; slow down"
 
@@ -85,7 +87,7 @@ def positive_id(data: dict, field: str) -> int:
 
 @dataclass
 class MessageBudget:
-    """One socket's token bucket for its messages (`MESSAGE_BURST`, `MESSAGE_RATE`); `now` is monotonic."""
+    """One socket's token bucket for its messages (`MESSAGES`); `now` is monotonic."""
 
     tokens: float = MESSAGE_BURST
     at: float | None = None  # when `tokens` was counted; None: not yet (the bucket starts full)
@@ -93,7 +95,7 @@ class MessageBudget:
     def take(self, now: float) -> bool:
         """Spend one message, if the budget has one."""
         if self.at is not None:
-            self.tokens = min(MESSAGE_BURST, self.tokens + (now - self.at) * MESSAGE_RATE)
+            self.tokens = MESSAGES.refilled(self.tokens, now - self.at)
         self.at = now
         if self.tokens < 1:
             return False
