@@ -25,14 +25,20 @@ def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
 
     By default the server keeps running after this process exits, like a local database would, so
     that Serve replicas and actors started later attach to the same server. `ticketing db-stop` stops it.
+
+    Processes that start at once on a new data folder take turns (`serve run` builds the configuration's
+    applications in parallel): pgserver locks its own start, but not the restart that raises the
+    connection limit, and a second restart would cut off the connections of the process that made the first.
     """
+    import fasteners
     import pgserver
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-    _apply_reloadable_settings(server)
-    if int(_show(server, "max_connections")) < MAX_CONNECTIONS:
-        _raise_connection_limit(server, pgdata)
+    with fasteners.InterProcessLock(pgdata.parent / f".{pgdata.name}.lock"):
+        server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+        _apply_reloadable_settings(server)
+        if int(_show(server, "max_connections")) < MAX_CONNECTIONS:
+            _raise_connection_limit(server, pgdata)
     log.info("embedded PostgreSQL at %s", pgdata)
     return server.get_uri()
 
