@@ -5,6 +5,9 @@ the category actors (`deployments.seats`), one hop fewer on the hot path.
 """
 from __future__ import annotations
 
+import asyncio
+import time
+
 from ray import serve
 
 from deployments.views import hold_row_view, order_row_view
@@ -15,11 +18,18 @@ from domain.orders import WHOLE, Page
 from storage import orders_store
 from storage.database import make_engine
 
+# How long a replica reuses the hold history of /api/stats (`closed_hold_counts`, a scan of every hold ever
+# made): a public route must not let each caller scan a table that grows by thousands of rows a second in a
+# rush. Everything else in the answer (active holds, seats per category) is read on every call.
+HOLD_HISTORY_SECONDS = 10.0
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 class OrdersService:
     def __init__(self, db_url: str) -> None:
         self.engine = make_engine(db_url, pool_size=4)
+        self.hold_history: tuple[float, dict] | None = None  # (time.monotonic() it runs out, counts)
+        self.hold_history_lock = asyncio.Lock()  # callers at once share one scan
 
     async def get(self, principal: Principal, order_id: int) -> dict:
         row = await orders_store.get_order(self.engine, order_id)
@@ -48,4 +58,11 @@ class OrdersService:
         return [hold_row_view(r) for r in await orders_store.active_holds(self.engine, principal.user_id)]
 
     async def stats(self) -> dict:
-        return await orders_store.stats(self.engine)
+        return await orders_store.stats(self.engine, await self._hold_history())
+
+    async def _hold_history(self) -> dict:
+        async with self.hold_history_lock:
+            if self.hold_history is None or self.hold_history[0] <= time.monotonic():
+                counts = await orders_store.closed_hold_counts(self.engine)
+                self.hold_history = (time.monotonic() + HOLD_HISTORY_SECONDS, counts)
+            return self.hold_history[1]

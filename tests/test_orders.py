@@ -387,3 +387,44 @@ def test_stats_report_holds_and_sales_per_category(http, db, cat, buyer):
     assert mine == [{"eventId": cat["event"], "eventName": mine[0]["eventName"], "categoryId": cat["category"],
                      "categoryName": "General", "totalSeats": 10, "heldSeats": 3, "soldSeats": 2,
                      "availableSeats": 5}]
+
+
+def test_stats_scan_the_hold_history_once_per_interval_and_count_active_holds_every_time(
+        database_url, http, cat, monkeypatch):
+    """The history (holds ever confirmed, released, expired) is a scan of the whole table: a replica does
+    it once for any number of callers until HOLD_HISTORY_SECONDS pass. Active holds are counted each time."""
+    import asyncio
+
+    from deployments.orders import OrdersService
+    from storage import orders_store
+
+    scans: list[dict] = []
+    real = orders_store.closed_hold_counts
+
+    async def counted(engine):
+        scans.append(await real(engine))
+        return scans[-1]
+
+    monkeypatch.setattr(orders_store, "closed_hold_counts", counted)
+
+    async def scenario() -> list[dict]:
+        service = OrdersService.func_or_class(database_url)
+        try:
+            answers = list(await asyncio.gather(*(service.stats() for _ in range(5))))  # at once: one scan
+            hold(http, cat, person(), 1)
+            answers.append(await service.stats())  # the same history; active holds counted afresh
+            service.hold_history = (0.0, service.hold_history[1])  # as if the interval were over
+            answers.append(await service.stats())
+            return answers
+        finally:
+            await service.engine.dispose()
+
+    answers = asyncio.run(scenario())
+    assert len(scans) == 2
+    held = [next(c["heldSeats"] for c in a["categories"] if c["categoryId"] == cat["category"]) for a in answers]
+    assert held == [0, 0, 0, 0, 0, 1, 1]
+    locks = [a["ticketLocks"] for a in answers]
+    assert locks[5]["activeLocks"] >= 1 and locks[5]["locksByStatus"]["active"] >= 1
+    for closed in ("confirmed", "released", "expired"):
+        assert [x["locksByStatus"][closed] for x in locks] == [scans[0].get(closed, 0)] * 6 + [scans[1].get(closed, 0)]
+    assert all(x["totalLocks"] == sum(x["locksByStatus"].values()) for x in locks)
