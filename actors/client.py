@@ -23,12 +23,13 @@ import ray
 from ray.exceptions import ActorDiedError, RayError
 
 from actors import NAMESPACE, category_actor_name
+from actors.broadcaster import broadcaster, forget_if_gone
 from actors.category import TicketCategory
 from actors.metrics import LeaseMetrics
 from domain.errors import Unavailable
 from domain.inventory import Answers, Outcome, Refusal, RefusalLease, Request, refuse
 from storage.database import make_engine
-from storage.events_store import category_exists, on_sale_categories
+from storage.events_store import category_exists, on_sale_categories, stored_figures
 from ticketing import settings
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,9 @@ class CategoryActors:
 
     async def refresh(self, event_id: int, category_ids: list[int]) -> None:
         """Tell the running actors of these categories that their event changed (renamed, rescheduled,
-        deleted); returns once each has reloaded, or when none runs (the next one loads the new details)."""
+        deleted); returns once each has reloaded and published its figures. For a category whose actor
+        does not run, the next one loads the new details, and its figures from the database are published
+        now, so that its watchers see the change too (a deleted event goes off sale on their screens)."""
         for category_id in category_ids:
             await self._refresh_one((event_id, category_id))
 
@@ -226,6 +229,7 @@ class CategoryActors:
         for attempt in range(REFRESH_ATTEMPTS):
             handle = await self.handle(*key, create=False)
             if handle is None:
+                await self._publish_stored(key)
                 return
             try:
                 answer = await handle.refresh.remote()
@@ -240,6 +244,18 @@ class CategoryActors:
             self._forget(key, handle)
             await asyncio.sleep(min(0.05 * 2**attempt, 2.0))  # a retiring actor keeps its name until it ends
         raise Unavailable("Service temporarily unavailable, please retry")
+
+    async def _publish_stored(self, key: Key) -> None:
+        """No actor runs for this category, so none will tell its watchers of the change (say, its event
+        was deleted): publish its figures from the database. Its counters are exact while no actor runs."""
+        figures = await stored_figures(self.engine, *key)
+        if figures is None:
+            return
+        try:
+            await broadcaster().publish.remote(figures, [])
+        except RayError as exc:  # watchers see it at the category's next change; the database is the truth
+            forget_if_gone(exc)
+            log.warning("publishing the stored figures of category %s failed: %s", key, exc)
 
     def _set(self, tunables: settings.Tunables) -> None:
         self.tunables = tunables

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 
+from domain.realtime import db_figures
 from storage.database import make_sessionmaker
 from storage.models import Event, TicketCategory
 
@@ -70,6 +71,21 @@ async def category_exists(engine: AsyncEngine, event_id: int, category_id: int) 
     )
     async with engine.connect() as conn:
         return bool((await conn.execute(query)).scalar())
+
+
+async def stored_figures(engine: AsyncEngine, event_id: int, category_id: int) -> dict | None:
+    """A category's figures as its actor publishes them (`domain.realtime.db_figures`), from its counters,
+    which only its actor writes; None if there is no such category."""
+    query = (
+        select(TicketCategory.total_seats, TicketCategory.sold_seats, TicketCategory.held_seats,
+               (Event.is_active & TicketCategory.is_active).label("on_sale"))
+        .join(Event, Event.id == TicketCategory.event_id)
+        .where(TicketCategory.id == category_id, TicketCategory.event_id == event_id)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return None if row is None else db_figures(event_id, category_id, row.total_seats, row.sold_seats,
+                                               row.held_seats, row.on_sale)
 
 
 async def on_sale_categories(engine: AsyncEngine, now: datetime, event_id: int | None = None) -> list[tuple[int, int]]:

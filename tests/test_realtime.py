@@ -335,6 +335,26 @@ def test_a_broadcaster_stopped_for_good_is_replaced(realtime, http, event):
     assert ray.get(ray.get_actor(BROADCASTER_NAME, namespace=NAMESPACE).current.remote(event_id), timeout=30)
 
 
+def test_watchers_see_a_deleted_event_go_off_sale_whether_its_actors_run_or_not(realtime, http, org, event):
+    """A running actor publishes the change itself. A category whose actor does not run (it retired, or was
+    stopped from the dashboard) has its figures published from the database by the deletion."""
+    import ray
+
+    from actors import NAMESPACE, category_actor_name
+
+    event_id, general, vip = ids(event)
+    ray.kill(ray.get_actor(category_actor_name(event_id, vip), namespace=NAMESPACE), no_restart=True)
+    with Client(realtime, register(http)["token"]) as watcher:
+        watcher.join(event_id)
+        for category in (general, vip):
+            assert watcher.availability(category)["onSale"] is True
+        r = http.delete(f"/api/events/{event_id}", headers=org["headers"])
+        assert r.status_code == 200, r.text
+        for category, seats in ((general, 10), (vip, 4)):
+            seen = watcher.availability(category, lambda d: d["onSale"] is False)
+            assert (seen["availableTickets"], seen["soldTickets"], seen["lockedTickets"]) == (seats, 0, 0)
+
+
 def test_expiry_is_broadcast(realtime, http, event, db, database_url):
     import ray
 
