@@ -20,6 +20,7 @@ from fastapi.middleware import Middleware
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
+from starlette.types import ASGIApp
 
 from deployments.abuse import Action, EdgeLimits
 from deployments.http_errors import call, install_error_handlers
@@ -37,7 +38,7 @@ from deployments.schemas import (
     ReleaseBody,
 )
 from deployments.seats import SeatDesk
-from deployments.shortcuts import shortcuts
+from deployments.shortcuts import FastLane, Shortcut, shortcuts
 from deployments.views import queue_figures_view
 from deployments.waiting_room import QueueDesk
 from domain.auth import Principal, VerifiedTokens
@@ -56,10 +57,20 @@ RUSH_ROUTES = {("POST", "/api/holds"), ("POST", "/api/orders"), ("POST", "/api/o
                ("POST", "/api/events/tickets/reserve")}
 
 
-def make_app() -> TicketingAPI:
+class GatewayAPI(TicketingAPI):
+    """The Gateway's app: the rush routes' shortcuts (`fast_lane`) in front of all its middleware."""
+
+    fast_lane: dict[tuple[str, str], Shortcut] = {}
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return FastLane(stack, self.fast_lane, self.exception_handlers) if self.fast_lane else stack
+
+
+def make_app() -> GatewayAPI:
     """The FastAPI app with everything but the routes (`routes`) and the JWT guard's verifier, which
     the Gateway adds to the app it builds."""
-    app = TicketingAPI(
+    app = GatewayAPI(
         title="Ticketing API",
         version="1.0.0",
         description="High-demand ticket on-sales: events, holds (locks) and orders. "
@@ -80,13 +91,13 @@ def make_app() -> TicketingAPI:
 
 
 def build_app(gateway, tokens: VerifiedTokens | None, *, with_shortcuts: bool = True) -> TicketingAPI:
-    """The app a Gateway replica serves: `make_app()`, the JWT guard's verifier on its state, the rush
-    routes' shortcuts first (`with_shortcuts`), then the routes under /api bound to `gateway`."""
+    """The app a Gateway replica serves: `make_app()`, the JWT guard's verifier on its state, the routes
+    under /api bound to `gateway`, and in front of them the rush routes' shortcuts (`with_shortcuts`)."""
     app = make_app()
     app.state.tokens = tokens
     router = routes(gateway)
     if with_shortcuts:
-        app.router.routes.extend(shortcuts(router.routes, RUSH_ROUTES))
+        app.fast_lane = shortcuts(router.routes, RUSH_ROUTES)
     app.include_router(router)
     return app
 

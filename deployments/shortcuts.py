@@ -2,19 +2,22 @@
 
 FastAPI spends more CPU on a request than the work of a hold or an order: dependency solving, parameter
 validation, response serialisation and its route wrappers took about 0.2 ms of the Gateway's 0.3 ms
-per `POST /api/orders` (measured without Ray on 2026-12-02; BENCHMARKS.md, "Buy path"). A `Shortcut`
-serves one APIRoute's common case itself, with the route's own pieces:
+per `POST /api/orders` (measured without Ray on 2026-12-02; BENCHMARKS.md, "Buy path"), and the
+middleware around every route (error handling, CORS, exception handlers, routing) about a seventh of a
+Gateway replica's CPU during hold-then-buy purchases (py-spy, 2026-12-06). A `Shortcut` serves one
+APIRoute's common case itself, in front of all of that (`FastLane`), with the route's own pieces:
 
 - a body whose content type is `application/json` and that the route's body model accepts (validated
   by the route's own body field, as FastAPI does);
 - header parameters that pass the route's own validation;
 - the caller proven by the same `principal` dependency (a bad token raises the same 401);
-- the route's own endpoint, its answer sent as JSON with the route's status code, and a refusal
-  (`ApiError`) answered as the app's error handler answers it, without unwinding the middleware.
+- the route's own endpoint, its answer sent as JSON with the route's status code; an exception is
+  answered by the app's own handler for it (`deployments.http_errors`), as the middleware would.
 
 Anything else (another content type, JSON that does not parse, a body or header that fails validation)
-is handed to the APIRoute itself with the body it sent, so every error answer and edge case stays
-FastAPI's. The APIRoute also stays the route's only documentation (OpenAPI) and its only code.
+is handed to the whole app with the body it sent, so every error answer and edge case stays FastAPI's.
+So is every request with an `Origin` header, which only the CORS middleware answers. The APIRoute also
+stays the route's only documentation (OpenAPI) and its only code.
 
 A Shortcut calls the APIRoute itself, so it knows nothing of what an `include_router` adds (a prefix,
 dependencies, dependency overrides, body-size limits): the Gateway includes its routes with none.
@@ -23,18 +26,15 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.http_errors import api_error_response
 from deployments.identity import principal
-from domain.errors import ApiError
 
 JSON = "application/json"
 
@@ -61,27 +61,32 @@ class Shortcut:
         self.defaults = {p.name: p.default for p in self.headers
                          if p.name not in self.required and p.field_info.default_factory is None}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp,
+                       handlers: dict[Any, Callable]) -> None:
+        """Serve one request; `app` is the whole app (its middleware included), which answers what this
+        does not, and `handlers` are its exception handlers."""
         scope["route"], scope["endpoint"] = self.route, self.route.endpoint  # as FastAPI sets them
         request = Request(scope, receive)
         try:
             raw = await request.body()
         except ClientDisconnect:  # gone mid-body: FastAPI answers it (400) without logging an error
-            await self.route.handle(scope, _disconnected, send)
+            await app(scope, _disconnected, send)
             return
         arguments = self._arguments(request, raw)
         if arguments is None:
-            await self.route.handle(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
+            await app(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
             return
         try:
             if self.caller_names:
                 caller = await principal(request, request.headers.get("authorization"))
                 arguments.update(dict.fromkeys(self.caller_names, caller))
             answer = await self.route.endpoint(**arguments)
-        except ApiError as exc:  # a refusal is an answer: made here, not unwound through the middleware
-            answer = api_error_response(exc)
+        except Exception as exc:  # a refusal is an answer, and a failure gets the app's own answer to it
+            answer = await _handler(handlers, exc)(request, exc)
         if not isinstance(answer, Response):
             answer = JSONResponse(answer, status_code=self.route.status_code or 200)
+        # What the CORS middleware adds to the answer of a request without an Origin (FastLane sends no other).
+        answer.headers["Vary"] = ", ".join([*answer.headers.getlist("Vary"), "Origin"])
         await answer(scope, receive, send)
 
     def _arguments(self, request: Request, raw: bytes) -> dict[str, Any] | None:
@@ -129,15 +134,47 @@ def _replay(raw: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def shortcuts(routes: Iterable[Any], wanted: set[tuple[str, str]]) -> list[Route]:
-    """A Starlette route with a Shortcut for each APIRoute in `routes` whose (method, path) is in
-    `wanted`; put them before the APIRoutes. Every wanted route must exist and be one a Shortcut serves."""
-    found = []
+def _handler(handlers: dict[Any, Callable], exc: Exception) -> Callable:
+    """The app's handler for `exc`, found by its class as Starlette's exception middleware finds it (the
+    Gateway's app has one for `Exception`, so there always is one)."""
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    raise exc
+
+
+def _has_origin(scope: Scope) -> bool:
+    return any(name == b"origin" for name, _ in scope["headers"])
+
+
+class FastLane:
+    """The outermost layer of the Gateway's app: a rush route's request without an `Origin` header goes
+    straight to its Shortcut; every other request, and whatever a Shortcut hands back, to `app`."""
+
+    def __init__(self, app: ASGIApp, shortcuts: dict[tuple[str, str], Shortcut],
+                 handlers: dict[Any, Callable]) -> None:
+        self.app = app
+        self.shortcuts = shortcuts
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            shortcut = self.shortcuts.get((scope["method"], scope["path"]))
+            if shortcut is not None and not _has_origin(scope):
+                await shortcut(scope, receive, send, self.app, self.handlers)
+                return
+        await self.app(scope, receive, send)
+
+
+def shortcuts(routes: Iterable[Any], wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Shortcut]:
+    """A Shortcut for each APIRoute in `routes` whose (method, path) is in `wanted`, by (method, path).
+    Every wanted route must exist and be one a Shortcut serves."""
+    found = {}
     for route in routes:
         if isinstance(route, APIRoute):
             for method in sorted(route.methods & {m for m, p in wanted if p == route.path}):
-                found.append((method, route))
-    missing = wanted - {(method, route.path) for method, route in found}
+                found[(method, route.path)] = Shortcut(route)
+    missing = wanted - set(found)
     if missing:
         raise ValueError(f"no such routes to shortcut: {sorted(missing)}")
-    return [Route(route.path, Shortcut(route), methods=[method]) for method, route in found]
+    return found
