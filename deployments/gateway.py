@@ -191,7 +191,7 @@ class Gateway:
 
     def __serve_build_asgi_app__(self) -> TicketingAPI:
         """The app this replica serves (Serve calls this once the replica is constructed): the JWT
-        guard's verifier on its state, and the routes, bound to this replica, the rush routes' shortcuts first."""
+        guard's verifier on its state, and the routes, bound to this replica, the rush routes' shortcuts in front."""
         return build_app(self, self.tokens)
 
 

@@ -72,19 +72,22 @@ class Shortcut:
         except ClientDisconnect:  # gone mid-body: FastAPI answers it (400) without logging an error
             await app(scope, _disconnected, send)
             return
-        arguments = self._arguments(request, raw)
-        if arguments is None:
-            await app(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
-            return
-        try:
-            if self.caller_names:
-                caller = await principal(request, request.headers.get("authorization"))
-                arguments.update(dict.fromkeys(self.caller_names, caller))
-            answer = await self.route.endpoint(**arguments)
-        except Exception as exc:  # a refusal is an answer, and a failure gets the app's own answer to it
-            answer = await _handler(handlers, exc)(request, exc)
-        if not isinstance(answer, Response):
-            answer = JSONResponse(answer, status_code=self.route.status_code or 200)
+        except Exception as exc:
+            answer = await _failure(exc, request, handlers, send)
+        else:
+            arguments = self._arguments(request, raw)
+            if arguments is None:
+                await app(scope, _replay(raw, receive), send)  # FastAPI answers as if we were not here
+                return
+            try:
+                if self.caller_names:
+                    caller = await principal(request, request.headers.get("authorization"))
+                    arguments.update(dict.fromkeys(self.caller_names, caller))
+                answer = await self.route.endpoint(**arguments)
+                if not isinstance(answer, Response):
+                    answer = JSONResponse(answer, status_code=self.route.status_code or 200)
+            except Exception as exc:  # a refusal is an answer, and a failure gets the app's own answer to it
+                answer = await _failure(exc, request, handlers, send)
         # What the CORS middleware adds to the answer of a request without an Origin (FastLane sends no other).
         answer.headers["Vary"] = ", ".join([*answer.headers.getlist("Vary"), "Origin"])
         await answer(scope, receive, send)
@@ -134,12 +137,20 @@ def _replay(raw: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _handler(handlers: dict[Any, Callable], exc: Exception) -> Callable:
-    """The app's handler for `exc`, found by its class as Starlette's exception middleware finds it (the
-    Gateway's app has one for `Exception`, so there always is one)."""
+async def _failure(exc: Exception, request: Request, handlers: dict[Any, Callable], send: Send) -> Response:
+    """The answer to `exc` as the app's middleware would make it. A refusal (`ApiError`) or an HTTP error
+    is answered by its handler inside the CORS middleware, so the caller sends it as any answer. Any other
+    exception is answered by the handler for `Exception` outside it, as the server-error middleware does:
+    sent here as is, then raised again, so that Serve logs it and counts the error, as it did before."""
     for cls in type(exc).__mro__:
+        if cls is Exception:
+            break
         if cls in handlers:
-            return handlers[cls]
+            return await handlers[cls](request, exc)
+    if Exception not in handlers:
+        raise exc
+    answer = await handlers[Exception](request, exc)
+    await answer(request.scope, request.receive, send)
     raise exc
 
 

@@ -175,7 +175,8 @@ def test_the_common_case_is_served_by_the_shortcut_and_the_rest_by_fastapi():
 
 def test_a_failure_is_answered_as_the_app_answers_it():
     """An exception in a rush route gets the app's own answer to it: an actor that is away (503, worth a
-    retry), a bug (500), never a trace; with the shortcut as without."""
+    retry), a bug (500), never a trace; the same headers with the shortcut as without, and the exception
+    raised on afterwards in both (so Serve logs it and counts the error)."""
     from ray.exceptions import ActorUnavailableError
 
     answers = []
@@ -188,15 +189,17 @@ def test_a_failure_is_answered_as_the_app_answers_it():
             services.order = order
             app = client.app
 
-            async def post() -> httpx.Response:
-                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async def post(raise_app_exceptions: bool) -> httpx.Response:
+                transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
                 async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
                     return await c.post("/api/orders", json=ORDER, headers=AUTH)
 
-            r = asyncio.run(post())
-            answers.append((r.status_code, r.json()))
+            r = asyncio.run(post(False))
+            answers.append((r.status_code, r.json(), r.headers.multi_items()))
+            with pytest.raises(type(failure)):
+                asyncio.run(post(True))
     assert answers[:2] == answers[2:]
-    assert [status for status, _ in answers[:2]] == [503, 500]
+    assert [status for status, _, _ in answers[:2]] == [503, 500]
     assert answers[1][1] == {"statusCode": 500, "message": "Internal server error", "error": "Internal Server Error"}
 
 
