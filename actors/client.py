@@ -41,6 +41,7 @@ MAX_IN_FLIGHT = 1
 WARM_AT_ONCE = 8  # actor processes started together when warming many categories
 RETIRED_RETRIES = 3  # successors asked when an actor answers that it has retired
 REFRESH_ATTEMPTS = 12  # ~15 s of backoff: longer than an actor restart takes
+PUBLISH_WAIT_S = 5.0  # longest a refresh waits for the broadcaster to take a category's stored figures
 
 Key = tuple[int, int]
 
@@ -218,7 +219,7 @@ class CategoryActors:
         """Tell the running actors of these categories that their event changed (renamed, rescheduled,
         deleted); returns once each has reloaded and published its figures. For a category whose actor
         does not run, the next one loads the new details, and its figures from the database are published
-        now, so that its watchers see the change too (a deleted event goes off sale on their screens)."""
+        now if it went off sale, so that its watchers see that too (a deleted event, say)."""
         for category_id in category_ids:
             await self._refresh_one((event_id, category_id))
 
@@ -246,16 +247,17 @@ class CategoryActors:
         raise Unavailable("Service temporarily unavailable, please retry")
 
     async def _publish_stored(self, key: Key) -> None:
-        """No actor runs for this category, so none will tell its watchers of the change (say, its event
-        was deleted): publish its figures from the database. Its counters are exact while no actor runs."""
-        figures = await stored_figures(self.engine, *key)
-        if figures is None:
-            return
+        """No actor runs for this category, so none will tell its watchers that it went off sale (its event
+        deleted, say): publish its figures from the database, whose counters are exact while no actor runs.
+        Only off-sale figures: an actor that a buyer starts meanwhile publishes newer ones, and they must
+        not be overwritten by these. A failure is logged and changes nothing else: the refresh goes on."""
         try:
-            await broadcaster().publish.remote(figures, [])
-        except RayError as exc:  # watchers see it at the category's next change; the database is the truth
+            figures = await stored_figures(self.engine, *key)
+            if figures is not None and not figures["onSale"]:
+                await asyncio.wait_for(broadcaster().publish.remote(figures, []), PUBLISH_WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - watchers see it at the category's next change
             forget_if_gone(exc)
-            log.warning("publishing the stored figures of category %s failed: %s", key, exc)
+            log.warning("publishing the stored figures of category %s failed: %r", key, exc)
 
     def _set(self, tunables: settings.Tunables) -> None:
         self.tunables = tunables
