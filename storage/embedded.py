@@ -1,6 +1,7 @@
 """Embedded PostgreSQL (the `pgserver` package) for a zero-setup local install."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -30,17 +31,27 @@ def start_embedded(pgdata: Path, *, stop_on_exit: bool = False) -> str:
     applications in parallel): pgserver locks its own start, but not the restart that raises the
     connection limit, and a second restart would cut off the connections of the process that made the first.
     """
-    import fasteners
     import pgserver
 
     pgdata.mkdir(parents=True, exist_ok=True)
-    with fasteners.InterProcessLock(pgdata.parent / f".{pgdata.name}.lock"):
+    with _start_lock(pgdata):
         server = pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
         _apply_reloadable_settings(server)
         if int(_show(server, "max_connections")) < MAX_CONNECTIONS:
             _raise_connection_limit(server, pgdata)
     log.info("embedded PostgreSQL at %s", pgdata)
     return server.get_uri()
+
+
+def _start_lock(pgdata: Path):
+    """An inter-process lock for starting the server of `pgdata`. It lives in the user's runtime folder, as
+    pgserver's own lock does, not beside the data: a home folder on NFS or Lustre may not support locks."""
+    import fasteners
+    import platformdirs
+
+    folder = platformdirs.user_runtime_path("ticketing", ensure_exists=True)
+    digest = hashlib.sha256(str(pgdata.resolve()).encode()).hexdigest()[:16]
+    return fasteners.InterProcessLock(folder / f"pgdata-{digest}.lock")
 
 
 def _show(server, name: str) -> str:

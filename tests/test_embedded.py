@@ -31,12 +31,12 @@ def test_processes_starting_at_once_on_a_new_folder_share_one_server(tmp_path):
     starters = [subprocess.Popen([sys.executable, "-c", STARTER, str(pgdata)], cwd=root, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
     try:
-        results = [(p.wait(timeout=120), *p.communicate()) for p in starters]
+        outputs = [p.communicate(timeout=120) for p in starters]  # (stdout, stderr) each
     finally:
         for p in starters:
             p.kill()
         stop_embedded(pgdata)
     # Each one kept its connection (a second restart of the server would have cut the first one's) and
     # saw the same server, started once.
-    assert [code for code, _, _ in results] == [0, 0, 0], [err[-2000:] for _, _, err in results]
-    assert len({out.strip() for _, out, _ in results}) == 1, results
+    assert [p.returncode for p in starters] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1, outputs
