@@ -5,11 +5,9 @@ the category actors (`deployments.seats`), one hop fewer on the hot path.
 """
 from __future__ import annotations
 
-import asyncio
-import time
-
 from ray import serve
 
+from deployments.read_cache import ReadCache
 from deployments.views import hold_row_view, order_row_view
 from domain import orders as rules
 from domain.auth import Principal
@@ -28,8 +26,8 @@ HOLD_HISTORY_SECONDS = 10.0
 class OrdersService:
     def __init__(self, db_url: str) -> None:
         self.engine = make_engine(db_url, pool_size=4)
-        self.hold_history: tuple[float, dict] | None = None  # (time.monotonic() it runs out, counts)
-        self.hold_history_lock = asyncio.Lock()  # callers at once share one scan
+        # One key (None): the counts of every hold that ended; callers at once share one scan.
+        self.hold_history = ReadCache(lambda _: orders_store.closed_hold_counts(self.engine), HOLD_HISTORY_SECONDS)
 
     async def get(self, principal: Principal, order_id: int) -> dict:
         row = await orders_store.get_order(self.engine, order_id)
@@ -58,11 +56,4 @@ class OrdersService:
         return [hold_row_view(r) for r in await orders_store.active_holds(self.engine, principal.user_id)]
 
     async def stats(self) -> dict:
-        return await orders_store.stats(self.engine, await self._hold_history())
-
-    async def _hold_history(self) -> dict:
-        async with self.hold_history_lock:
-            if self.hold_history is None or self.hold_history[0] <= time.monotonic():
-                counts = await orders_store.closed_hold_counts(self.engine)
-                self.hold_history = (time.monotonic() + HOLD_HISTORY_SECONDS, counts)
-            return self.hold_history[1]
+        return await orders_store.stats(self.engine, await self.hold_history.get(None))

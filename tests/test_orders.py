@@ -416,7 +416,7 @@ def test_stats_scan_the_hold_history_once_per_interval_and_count_active_holds_ev
             answers = list(await asyncio.gather(*(service.stats() for _ in range(5))))  # at once: one scan
             hold(http, cat, person(), 1)
             answers.append(await service.stats())  # the same history; active holds counted afresh
-            service.hold_history = (0.0, service.hold_history[1])  # as if the interval were over
+            service.hold_history.forget(None)  # as if the interval were over
             answers.append(await service.stats())
             return answers
         finally:
